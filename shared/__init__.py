@@ -1,0 +1,1 @@
+"""fedrec's shared package: data, MF math, secure-aggregation primitives, configuration and metrics."""

@@ -1,0 +1,1 @@
+"""Rating data: reading and validation, built-in datasets, splits and client partitions."""

@@ -1,0 +1,1 @@
+"""Secure aggregation primitives and protocol state machines (no Flower imports)."""
