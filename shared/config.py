@@ -1,0 +1,144 @@
+"""The one configuration model read by every entry point: TOML file, then command-line overrides."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, ValidationError
+
+from shared.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True)
+
+
+class DataConfig(_Section):
+    """Where the ratings come from, how they are cleaned and how they are split."""
+
+    dataset: str | None = "synthetic"
+    """Built-in dataset: `synthetic`, `ml-100k`, `ml-1m` or `ml-latest-small`. Ignored when `train` is set."""
+    train: Path | None = None
+    """A CSV/TSV of user,item,rating[,timestamp] used as the training set (needs `test`)."""
+    test: Path | None = None
+    """A CSV/TSV of held-out ratings, read with the same rules as `train`."""
+    data_dir: Path | None = None
+    """Folder holding (or receiving) the MovieLens downloads; default $FEDREC_DATA_DIR or the user cache."""
+    rating_min: float | None = None
+    """Lowest valid rating; default: the dataset's own scale (1 for a CSV)."""
+    rating_max: float | None = None
+    """Highest valid rating; default: the dataset's own scale (5 for a CSV)."""
+    on_bad_rows: Literal["fail", "drop"] = "fail"
+    """What to do with malformed, out-of-scale, NaN or duplicate rows: stop with a report, or drop them and report."""
+    split: Literal["random", "per-user", "temporal"] = "random"
+    """Holdout: global random, per user (fraction or leave-k-out), or by time (the latest ratings are the test set)."""
+    test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    """Fraction of ratings (per user for `per-user`) held out for testing."""
+    leave_k: PositiveInt | None = None
+    """With `per-user`: hold out exactly k ratings per user instead of a fraction (users keep at least one)."""
+    seed: int = 42
+    """Seed of the split."""
+
+
+class SyntheticConfig(_Section):
+    """The built-in MovieLens-like generator (dataset `synthetic`)."""
+
+    n_users: PositiveInt = 1000
+    """Number of users."""
+    n_items: PositiveInt = 1700
+    """Number of items."""
+    n_ratings: PositiveInt = 100_000
+    """Number of distinct (user, item) ratings; at most half of n_users * n_items."""
+    rank: PositiveInt = 8
+    """Rank of the true taste model."""
+    noise: float = Field(0.5, ge=0.0)
+    """Standard deviation of the rating noise before rounding."""
+    seed: int = 0
+    """Seed of the generator."""
+
+
+class ModelConfig(_Section):
+    """Biased matrix factorisation r(u,i) = mu + b_u + b_i + p_u . q_i."""
+
+    factors: NonNegativeInt = 32
+    """Latent dimension k (0 gives the biases-only model)."""
+    init_std: PositiveFloat = 0.1
+    """Standard deviation of the initial factors."""
+    reg: float = Field(0.1, ge=0.0)
+    """L2 weight on p_u and q_i, applied once per rating they take part in."""
+    bias_reg: float = Field(0.01, ge=0.0)
+    """L2 weight on b_u and b_i, applied once per rating."""
+    seed: int = 0
+    """Seed of the initial factors."""
+
+
+class TrainConfig(_Section):
+    """Centralised training: full-batch steps over the pooled training set."""
+
+    epochs: PositiveInt = 60
+    """Number of full-batch steps."""
+    optimizer: Literal["adam", "sgd", "adagrad"] = "adam"
+    """Per-parameter update rule."""
+    lr: PositiveFloat = 0.03
+    """Learning rate."""
+
+
+class EvalConfig(_Section):
+    """Ranking evaluation."""
+
+    top_k: PositiveInt = 10
+    """Length of each recommendation list."""
+    relevant_threshold: float = 4.0
+    """A held-out rating at or above this is relevant."""
+
+
+class FedrecConfig(_Section):
+    """Every setting of fedrec, grouped by concern."""
+
+    data: DataConfig = DataConfig()
+    synthetic: SyntheticConfig = SyntheticConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+
+
+def _format_validation_error(error: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration ({source}):"]
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        lines.append(f"  {where}: {item['msg']} (got {item.get('input')!r})")
+    return "\n".join(lines)
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    *sections, field = dotted.split(".")
+    node = tree
+    for section in sections:
+        node = node.setdefault(section, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"invalid configuration key {dotted!r}: {section!r} is not a section")
+    node[field] = value
+
+
+def load_config(path: Path | None = None, overrides: dict[str, Any] | None = None) -> FedrecConfig:
+    """Read `path` (TOML) if given, apply `overrides` ({"model.factors": 16, ...}) and validate once."""
+    tree: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        source = str(path)
+        try:
+            tree = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"configuration file not found: {path}") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"configuration file {path} is not valid TOML: {exc}") from None
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            _set_dotted(tree, key, value)
+            source = f"{source} + command line" if "command line" not in source else source
+    try:
+        return FedrecConfig.model_validate(tree)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc, source)) from None

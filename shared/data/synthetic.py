@@ -1,0 +1,67 @@
+"""The built-in `synthetic` dataset: seeded MovieLens-like explicit ratings from a low-rank model with biases."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from shared.config import SyntheticConfig
+from shared.data.ratings import Ratings
+from shared.errors import ConfigError
+
+RATING_MIN, RATING_MAX = 1.0, 5.0
+MEAN_RATING = 3.55
+MIN_RATINGS_PER_USER = 5
+
+
+def _long_tail(rng: np.random.Generator, n: int, exponent: float) -> np.ndarray:
+    """Zipf-like sampling weights in a random order: a few very popular ids, a long tail of rare ones."""
+    weights = 1.0 / np.arange(10, n + 10, dtype=np.float64) ** exponent
+    return rng.permutation(weights / weights.sum())
+
+
+def _sample_pairs(rng: np.random.Generator, config: SyntheticConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct (user, item) pairs: users by activity, items by popularity, oversampled then de-duplicated."""
+    n_users, n_items, target = config.n_users, config.n_items, config.n_ratings
+    user_weights = _long_tail(rng, n_users, 1.0)
+    item_weights = _long_tail(rng, n_items, 1.1)
+    # Every user gets a few ratings first, as in MovieLens where each user rated at least 20 movies.
+    floor = min(MIN_RATINGS_PER_USER, n_items, target // n_users)
+    users = np.repeat(np.arange(n_users), floor)
+    items = rng.choice(n_items, size=users.size, p=item_weights)
+    keys = np.unique(users * n_items + items)
+    while keys.size < target:
+        batch = 2 * (target - keys.size) + 1000
+        more = rng.choice(n_users, size=batch, p=user_weights) * n_items + rng.choice(n_items, size=batch, p=item_weights)
+        keys = np.union1d(keys, more)
+    if keys.size > target:
+        keys = np.sort(rng.choice(keys, size=target, replace=False))
+    return keys // n_items, keys % n_items
+
+
+def generate(config: SyntheticConfig) -> Ratings:
+    """Ratings r = round(mean + b_u + b_i + p_u.q_i + noise), clipped to 1..5, with timestamps."""
+    if config.n_ratings > config.n_users * config.n_items // 2:
+        raise ConfigError(
+            f"synthetic.n_ratings = {config.n_ratings} is more than half of n_users * n_items "
+            f"= {config.n_users * config.n_items}: the matrix would not be sparse like real rating data"
+        )
+    rng = np.random.default_rng(np.random.SeedSequence([config.seed, 0x5E7]))
+    users, items = _sample_pairs(rng, config)
+    user_bias = rng.normal(0.0, 0.35, config.n_users)
+    item_bias = rng.normal(0.0, 0.45, config.n_items)
+    taste_scale = np.sqrt(0.6 / config.rank)  # the taste term has variance about 0.6, like fitted MovieLens models
+    p = rng.normal(0.0, np.sqrt(taste_scale), (config.n_users, config.rank))
+    q = rng.normal(0.0, np.sqrt(taste_scale), (config.n_items, config.rank))
+    signal = MEAN_RATING + user_bias[users] + item_bias[items] + np.einsum("nk,nk->n", p[users], q[items])
+    values = np.clip(np.rint(signal + rng.normal(0.0, config.noise, users.size)), RATING_MIN, RATING_MAX)
+    timestamps = 880_000_000 + rng.integers(0, 3 * 365 * 86_400, users.size)
+    return Ratings(
+        users=users.astype(np.int64),
+        items=items.astype(np.int64),
+        values=values,
+        timestamps=timestamps.astype(np.int64),
+        user_ids=np.arange(1, config.n_users + 1).astype(str),
+        item_ids=np.arange(1, config.n_items + 1).astype(str),
+        rating_min=RATING_MIN,
+        rating_max=RATING_MAX,
+    )

@@ -1,0 +1,57 @@
+"""Per-parameter update rules (SGD, Adam, Adagrad) over named arrays, with state that can be saved and loaded."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+
+OptimizerName = Literal["sgd", "adam", "adagrad"]
+
+
+class Optimizer:
+    """Updates a dict of arrays in place from a dict of gradients; the state is a dict of arrays too."""
+
+    def __init__(
+        self,
+        name: OptimizerName,
+        lr: float,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+    ):
+        if name not in ("sgd", "adam", "adagrad"):
+            raise ValueError(f"unknown optimizer {name!r}")
+        self.name, self.lr, self.betas, self.eps = name, lr, betas, eps
+        self.state: dict[str, np.ndarray] = {"t": np.zeros(1, dtype=np.int64)}
+
+    def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> None:
+        self.state["t"] += 1
+        for key, grad in grads.items():
+            self._update(key, params[key], grad)
+
+    def _slot(self, name: str, like: np.ndarray) -> np.ndarray:
+        if name not in self.state:
+            self.state[name] = np.zeros_like(like)
+        return self.state[name]
+
+    def _update(self, key: str, param: np.ndarray, grad: np.ndarray) -> None:
+        if self.name == "sgd":
+            param -= self.lr * grad
+        elif self.name == "adagrad":
+            total = self._slot(f"{key}.sum_sq", param)
+            total += grad * grad
+            param -= self.lr * grad / (np.sqrt(total) + self.eps)
+        else:
+            beta1, beta2 = self.betas
+            t = int(self.state["t"][0])
+            mean = self._slot(f"{key}.m", param)
+            var = self._slot(f"{key}.v", param)
+            mean *= beta1
+            mean += (1 - beta1) * grad
+            var *= beta2
+            var += (1 - beta2) * grad * grad
+            step = self.lr / (1 - beta1**t)
+            param -= step * mean / (np.sqrt(var / (1 - beta2**t)) + self.eps)
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        self.state = {key: np.array(value) for key, value in state.items()}
