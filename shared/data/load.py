@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from shared import atomic
 from shared.config import FedrecConfig
 from shared.data import datasets, synthetic
 from shared.data.ratings import Ratings, encode
@@ -87,6 +88,4 @@ def write_csv(ratings: Ratings, path: Path) -> None:
         columns.append(ratings.timestamps.astype(str))
         header += ",timestamp"
     body = "\n".join(",".join(row) for row in zip(*columns))
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(header + "\n" + body + ("\n" if body else ""), encoding="utf-8")
-    temporary.replace(path)
+    atomic.write_text(path, header + "\n" + body + ("\n" if body else ""))

@@ -1,0 +1,1 @@
+"""The jobs behind the `fedrec` subcommands that need no Flower."""

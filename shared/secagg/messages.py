@@ -1,0 +1,61 @@
+"""Payload keys and stage names of the secure-aggregation messages (every payload is a flat dict).
+
+Maps travel as parallel lists: e.g. SHARE_TO[i] is the receiver of B_SHARE_CT[i] and S_SHARE_CT[i].
+"""
+
+# Stages (value of STAGE in every request and reply).
+ADVERTISE = "advertise"
+SHARE_KEYS = "share_keys"
+MASKED_INPUT = "masked_input"
+UNMASK = "unmask"
+
+# Common keys.
+STAGE = "stage"
+RUN_ID = "run_id"  # bytes, advertise request only
+COHORT_ID = "cohort_id"  # int
+INDEX = "index"  # int, the client's index in 1..n (also its Shamir x-coordinate)
+ROUND = "round"  # int, masked_input and unmask
+
+# Advertise reply.
+C_PK = "c_pk"  # bytes: public key for sealing shares
+S_PK = "s_pk"  # bytes: public key for pairwise masks (generation 0)
+
+# Share-keys request.
+MEMBERS = "members"  # list[int]
+NEIGHBOURS = "neighbours"  # list[int], this client's neighbours in the mask graph
+COMMITTEE = "committee"  # list[int]
+THRESHOLD = "threshold"  # int
+FRAC_BITS = "frac_bits"  # int
+BOUND = "bound"  # float
+PEER_IDS = "peer_ids"  # list[int]: clients whose c key follows (committee; all members for committee members)
+PEER_C_PK = "peer_c_pk"  # list[bytes], parallel to PEER_IDS
+
+# Share-keys reply and masked-input reply: sealed shares for the committee.
+SHARE_TO = "share_to"  # list[int]
+S_SHARE_CT = "s_share_ct"  # list[bytes]: shares of the next s private key
+B_SHARE_CT = "b_share_ct"  # list[bytes]: shares of this round's self-mask seed
+
+# Masked-input request: the neighbours' current s public keys.
+NEIGHBOUR_IDS = "neighbour_ids"  # list[int]
+NEIGHBOUR_S_PK = "neighbour_s_pk"  # list[bytes]
+
+# Masked-input reply.
+MASKED = "masked"  # numpy uint64 vector y_u
+S_GEN = "s_gen"  # int: generation of the s key used for the pairwise masks of this round
+NEXT_S_PK = "next_s_pk"  # bytes: public key of generation S_GEN + 1
+
+# Unmask request.
+SURVIVORS = "survivors"  # list[int]
+DROPPED = "dropped"  # list[int]
+B_FROM = "b_from"  # list[int]: senders of the sealed b shares
+B_GEN = "b_gen"  # list[int]: s generation each of those senders used this round
+B_CT = "b_ct"  # list[bytes]
+S_FROM = "s_from"  # list[int]: senders of the sealed s shares
+S_GEN_OF = "s_gen_of"  # list[int]: generation of each of those s keys
+S_CT = "s_ct"  # list[bytes]
+
+# Unmask reply (B_FROM / S_FROM again, restricted to the shares that opened).
+B_SHARE = "b_share"  # list[bytes], 66-byte Shamir share values
+S_SHARE = "s_share"  # list[bytes]
+REJECTED_B = "rejected_b"  # list[int]: senders whose b share failed authentication
+REJECTED_S = "rejected_s"  # list[int]

@@ -1,0 +1,18 @@
+"""Pseudo-random mask expansion: a 32-byte seed to a uint64 vector via the ChaCha20 keystream."""
+
+import numpy as np
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+
+SEED_BYTES = 32
+# Every seed (self-mask b_u^r, or a pairwise key already bound to its round by HKDF) keys exactly one
+# stream, so a fixed all-zero nonce/counter never repeats a (key, nonce) pair.
+_NONCE = bytes(16)
+
+
+def expand(seed: bytes, length: int) -> np.ndarray:
+    """Return `length` uint64 words of the ChaCha20 keystream keyed by `seed`."""
+    if len(seed) != SEED_BYTES:
+        raise ValueError(f"seed must be {SEED_BYTES} bytes, got {len(seed)}")
+    encryptor = Cipher(algorithms.ChaCha20(seed, _NONCE), mode=None).encryptor()
+    stream = encryptor.update(bytes(8 * length))
+    return np.frombuffer(stream, dtype=np.uint64).copy()  # copy: writable, owns its memory
