@@ -94,6 +94,44 @@ class EvalConfig(_Section):
     """A held-out rating at or above this is relevant."""
 
 
+class FederatedConfig(_Section):
+    """Federated training on Flower: clients, sampling, local work and the server optimizer."""
+
+    num_clients: PositiveInt = 10
+    """Number of clients in simulation (each holds the ratings of a disjoint set of users)."""
+    rounds: PositiveInt = 60
+    """Number of training rounds."""
+    partition: Literal["iid", "activity"] = "iid"
+    """How users are dealt to clients: at random, or in bands of activity (non-IID)."""
+    fraction: float = Field(1.0, gt=0.0, le=1.0)
+    """Fraction of clients sampled per round (ignored when `clients_per_round` is set)."""
+    clients_per_round: PositiveInt | None = None
+    """Exact number of clients sampled per round."""
+    min_clients: PositiveInt = 1
+    """A round with fewer replies than this is skipped and the model left unchanged."""
+    timeout: PositiveFloat = 300.0
+    """Seconds to wait for the replies of one exchange; late clients are left out of that round."""
+    update: Literal["gradient", "delta"] = "gradient"
+    """What clients send: the item-side gradient at the received model, or the count-weighted change
+    of the item side after `local_epochs` local steps (FedAvg style)."""
+    local_epochs: PositiveInt = 1
+    """Local full-batch steps per round (user side only in `gradient` mode, both sides in `delta` mode)."""
+    client_optimizer: Literal["adam", "sgd", "adagrad"] = "adam"
+    """Update rule of the client's local steps."""
+    client_lr: PositiveFloat = 0.03
+    """Learning rate of the client's local steps."""
+    server_optimizer: Literal["adam", "sgd", "adagrad"] = "adam"
+    """Update rule the server applies to the summed item-side update."""
+    server_lr: PositiveFloat = 0.03
+    """Learning rate of the server optimizer (with `delta` and `sgd`, 1.0 is FedAvg)."""
+    eval_every: PositiveInt = 1
+    """Evaluate on every client's test ratings every this many rounds (and always after the last)."""
+    seed: int = 0
+    """Seed of client sampling."""
+    secure: bool = False
+    """Sum the clients' vectors with secure aggregation, so the server learns only the sum."""
+
+
 class FedrecConfig(_Section):
     """Every setting of fedrec, grouped by concern."""
 
@@ -102,6 +140,7 @@ class FedrecConfig(_Section):
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
+    federated: FederatedConfig = FederatedConfig()
 
 
 def _format_validation_error(error: ValidationError, source: str) -> str:

@@ -58,7 +58,8 @@ def ranking_sums(
         hits = np.take_along_axis(truth, top, 1) & valid
         n_relevant = truth.sum(1)
         ideal = np.cumsum(discounts)[np.minimum(n_relevant, k) - 1]
-        sums["ndcg"] += float(((hits * discounts).sum(1) / ideal).sum())
+        # A catalogue smaller than k gives shorter lists: use as many discounts as there are ranks.
+        sums["ndcg"] += float(((hits * discounts[: top.shape[1]]).sum(1) / ideal).sum())
         sums["precision"] += float((hits.sum(1) / k).sum())
         sums["recall"] += float((hits.sum(1) / n_relevant).sum())
         sums["users"] += len(block)

@@ -170,7 +170,9 @@ def read_ratings_file(
     pair = user_codes.astype(np.int64) * (int(item_codes.max(initial=0)) + 1) + item_codes
     when = timestamps[index] if timestamps is not None else np.zeros(len(index), dtype=np.int64)
     order = np.lexsort((lines[index], when, pair))
-    last_of_pair = np.append(pair[order][1:] != pair[order][:-1], True)
+    # np.append(..., True) would give one flag for zero rows, when every row was already rejected.
+    last_of_pair = np.ones(len(index), dtype=bool)
+    last_of_pair[:-1] = pair[order][1:] != pair[order][:-1]
     duplicate = np.zeros(len(lines), dtype=bool)
     duplicate[index[order[~last_of_pair]]] = True
     reject(duplicate, "duplicate (user, item) pair (kept the latest)")

@@ -40,7 +40,7 @@ def encode(x: np.ndarray, frac_bits: int = DEFAULT_FRAC_BITS, bound: float = 1.0
     if bad.size:
         i = int(bad[0])
         raise SecAggRangeError(
-            f"value {x[i]!r} at index {i} is outside the secure-aggregation bound ±{bound} "
+            f"value {float(x[i])!r} at index {i} is outside the secure-aggregation bound ±{bound} "
             f"({bad.size} offending values); scale the update or raise the bound"
         )
     return np.rint(x * 2.0**frac_bits).astype(np.int64).view(np.uint64)

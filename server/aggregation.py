@@ -1,0 +1,107 @@
+"""The one narrow interface the server aggregates through: the sum of vectors from a set of clients."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
+from flwr.serverapp import Grid
+
+from shared import protocol
+
+log = logging.getLogger("fedrec.server")
+
+
+@dataclass
+class SumResult:
+    """The sum over the clients that took part, and what the exchange cost."""
+
+    total: np.ndarray | None
+    participants: list[int]
+    bytes_up: int = 0
+    bytes_down: int = 0
+    failures: list[str] = field(default_factory=list)
+
+
+class VectorSum(Protocol):
+    def sum(self, node_ids: list[int], config: dict, arrays: dict[str, np.ndarray], length: int, group: str) -> SumResult: ...
+
+
+def _value_bytes(value: object) -> int:
+    if isinstance(value, (bytes, str)):
+        return len(value)
+    if isinstance(value, list):
+        return sum(map(_value_bytes, value))
+    return 8
+
+
+def record_bytes(content: RecordDict) -> int:
+    """Payload bytes of a message: array buffers plus config values (protocol framing excluded)."""
+    total = 0
+    for record in content.values():
+        if isinstance(record, ArrayRecord):
+            total += sum(len(array.data) for array in record.values())
+        else:
+            total += sum(map(_value_bytes, record.values()))
+    return total
+
+
+def build_content(config: dict, arrays: dict[str, np.ndarray]) -> RecordDict:
+    records = {protocol.CONFIG: ConfigRecord(config)}
+    if arrays:
+        records[protocol.ITEM] = ArrayRecord({key: Array(np.ascontiguousarray(value)) for key, value in arrays.items()})
+    return RecordDict(records)
+
+
+def read_vector(reply: Message, length: int, dtype: type = np.float64) -> np.ndarray:
+    """The reply's vector, checked: a malformed client message is rejected with a reason, never summed."""
+    if reply.has_error():
+        raise ValueError(f"client error: {reply.error.reason}")
+    if protocol.REPLY not in reply.content.array_records or "vector" not in reply.content.array_records[protocol.REPLY]:
+        raise ValueError("reply has no vector")
+    vector = reply.content.array_records[protocol.REPLY]["vector"].numpy()
+    if vector.dtype != dtype or vector.shape != (length,):
+        raise ValueError(f"reply vector has dtype {vector.dtype} and shape {vector.shape}, expected {np.dtype(dtype)} ({length},)")
+    if vector.dtype.kind == "f" and not np.isfinite(vector).all():
+        raise ValueError("reply vector has NaN or infinite values")
+    return vector
+
+
+def exchange(grid: Grid, contents: dict[int, RecordDict], group: str, timeout: float) -> tuple[dict[int, Message], int]:
+    """Send one message per node and collect the replies by node id; returns (replies, bytes sent)."""
+    messages = [
+        Message(content=content, dst_node_id=node, message_type=MessageType.TRAIN, group_id=group)
+        for node, content in contents.items()
+    ]
+    replies = grid.send_and_receive(messages, timeout=timeout)
+    return {reply.metadata.src_node_id: reply for reply in replies}, sum(map(record_bytes, contents.values()))
+
+
+class PlainSum:
+    """Sums the clients' vectors in the clear: the server sees every client's vector (no secure aggregation)."""
+
+    def __init__(self, grid: Grid, timeout: float):
+        self.grid, self.timeout = grid, timeout
+
+    def sum(self, node_ids: list[int], config: dict, arrays: dict[str, np.ndarray], length: int, group: str) -> SumResult:
+        content = build_content({**config, "stage": protocol.STAGE_PLAIN}, arrays)
+        replies, bytes_down = exchange(self.grid, {node: content for node in node_ids}, group, self.timeout)
+        result = SumResult(total=None, participants=[], bytes_down=bytes_down)
+        total = np.zeros(length, dtype=np.float64)
+        for node in sorted(replies):  # a fixed order makes the float sum reproducible
+            reply = replies[node]
+            result.bytes_up += record_bytes(reply.content)
+            try:
+                total += read_vector(reply, length)
+            except ValueError as exc:
+                result.failures.append(f"node {node}: {exc}")
+                log.warning("left out node %s this round: %s", node, exc)
+                continue
+            result.participants.append(node)
+        missing = set(node_ids) - set(replies)
+        result.failures += [f"node {node}: no reply within {self.timeout:g} s" for node in sorted(missing)]
+        result.total = total if result.participants else None
+        return result

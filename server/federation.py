@@ -1,0 +1,100 @@
+"""The server's training loop: sample clients, sum their vectors, step the item side, evaluate, record."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+import numpy as np
+from flwr.serverapp import Grid
+
+from server.aggregation import PlainSum, SumResult, VectorSum
+from shared import federated, protocol
+from shared.config import FedrecConfig
+from shared.errors import FedrecError
+
+log = logging.getLogger("fedrec.server")
+NODE_WAIT_SECONDS = 120.0
+
+
+def wait_for_nodes(grid: Grid, wanted: int, timeout: float = NODE_WAIT_SECONDS) -> list[int]:
+    """In deployment clients connect over time; start once `wanted` are there."""
+    deadline = time.monotonic() + timeout
+    while True:
+        nodes = sorted(grid.get_node_ids())
+        if len(nodes) >= wanted:
+            return nodes
+        if time.monotonic() > deadline:
+            raise FedrecError(f"only {len(nodes)} of {wanted} clients connected within {timeout:g} s")
+        time.sleep(0.5)
+
+
+def sample_nodes(nodes: list[int], config: FedrecConfig, round_number: int) -> list[int]:
+    fed = config.federated
+    count = fed.clients_per_round or max(1, int(round(fed.fraction * len(nodes))))
+    if count >= len(nodes):
+        return list(nodes)
+    rng = np.random.default_rng(np.random.SeedSequence([fed.seed, 0x5A3, round_number]))
+    return sorted(rng.choice(nodes, size=count, replace=False).tolist())
+
+
+def make_aggregator(grid: Grid, config: FedrecConfig) -> VectorSum:
+    if config.federated.secure:
+        from server.secure import SecureSum
+
+        return SecureSum(grid, config)
+    return PlainSum(grid, config.federated.timeout)
+
+
+def run_federation(
+    grid: Grid, config: FedrecConfig, n_items: int, on_round: Callable[[dict], None] | None = None
+) -> dict:
+    """Train for `federated.rounds` rounds; returns the results (final metrics and per-round history)."""
+    fed = config.federated
+    start = time.perf_counter()
+    nodes = wait_for_nodes(grid, fed.num_clients)
+    aggregator = make_aggregator(grid, config)
+    stats = aggregator.sum(nodes, {"task": protocol.TASK_STATS, "round": 0}, {}, federated.stats_length(n_items), "0")
+    if stats.total is None:
+        raise FedrecError(f"no client answered the statistics round: {'; '.join(stats.failures)}")
+    mu, item_known = federated.mean_and_known_items(stats.total)
+    server = federated.ServerModel(n_items, config, mu)
+    history: list[dict] = []
+    evaluation: dict = {}
+    for round_number in range(1, fed.rounds + 1):
+        round_start = time.perf_counter()
+        sampled = sample_nodes(nodes, config, round_number)
+        item_arrays = server.item.arrays()
+        train = aggregator.sum(sampled, {"task": protocol.TASK_TRAIN, "round": round_number, "mu": mu},
+                               item_arrays, federated.train_length(n_items, config.model.factors), str(round_number))
+        entry: dict = {"round": round_number, "clients": len(train.participants), "sampled": len(sampled)}
+        if train.total is None or len(train.participants) < fed.min_clients:
+            entry["skipped"] = f"{len(train.participants)} replies, fewer than min_clients = {fed.min_clients}"
+            log.warning("round %d skipped: %s", round_number, entry["skipped"])
+        else:
+            entry.update(server.apply(train.total))
+        exchanges: list[SumResult] = [train]
+        if round_number % fed.eval_every == 0 or round_number == fed.rounds:
+            arrays = {**server.item.arrays(), "known": item_known.astype(np.uint8)}
+            result = aggregator.sum(nodes, {"task": protocol.TASK_EVALUATE, "round": round_number, "mu": mu},
+                                    arrays, federated.eval_length(n_items), f"{round_number}.eval")
+            exchanges.append(result)
+            if result.total is not None:
+                evaluation = federated.finalize_eval(result.total, config.eval.top_k)
+                entry.update({key: evaluation[key] for key in ("rmse", "mae", f"ndcg@{config.eval.top_k}")})
+        entry["seconds"] = time.perf_counter() - round_start
+        entry["bytes_up"] = sum(x.bytes_up for x in exchanges)
+        entry["bytes_down"] = sum(x.bytes_down for x in exchanges)
+        entry["failures"] = [f for x in exchanges for f in x.failures]
+        history.append(entry)
+        if on_round is not None:
+            on_round(entry)
+    return {
+        **evaluation,
+        "wall_seconds": time.perf_counter() - start,
+        "rounds": fed.rounds,
+        "num_clients": len(nodes),
+        "history": history,
+        "item_model": {"q": server.item.q, "bi": server.item.bi, "mu": mu},
+    }

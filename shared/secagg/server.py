@@ -1,0 +1,200 @@
+"""Server side of secure aggregation: builds each stage's requests, collects replies, unmasks the sum."""
+
+import hashlib
+import logging
+
+import numpy as np
+
+from shared.secagg import fixedpoint, graph, keys, prg, shamir
+from shared.secagg import messages as M
+from shared.secagg.errors import SecAggAbort
+from shared.secagg.params import SecAggParams
+
+log = logging.getLogger(__name__)
+
+
+class SecAggServer:
+    """One cohort's server state. Call, in order: advertise_requests, share_keys_requests, finish_setup,
+    then per round masked_input_requests, unmask_requests, aggregate; feed every reply to receive()."""
+
+    def __init__(self, run_id: bytes, cohort_id: int, params: SecAggParams | None = None, seed: int | None = None):
+        self.run_id, self.cohort_id, self.params = bytes(run_id), int(cohort_id), params or SecAggParams()
+        # The graph and committee seed is public; by default derived from the run and cohort ids.
+        self.seed = seed if seed is not None else int.from_bytes(
+            hashlib.sha256(self.run_id + cohort_id.to_bytes(8, "big", signed=True)).digest()[:8], "big")
+        self.needs_setup = True
+        self.cohort: list[int] = []
+        self.committee: list[int] = []
+        self.survivors: list[int] = []
+        self.dropped: list[int] = []
+        self.rejected: list[tuple[int, int, str]] = []  # (sender, committee member, kind) of failed shares
+        self._stage, self._expected, self._replies = "", set(), {}
+
+    # ----- reply collection
+    def receive(self, reply: dict) -> bool:
+        """Accept a reply of the open stage from an expected client; ignore (False) late, unknown, duplicate."""
+        idx = reply.get(M.INDEX)
+        if (reply.get(M.STAGE) != self._stage or reply.get(M.COHORT_ID) != self.cohort_id
+                or idx not in self._expected or idx in self._replies
+                or (self._stage in (M.MASKED_INPUT, M.UNMASK) and reply.get(M.ROUND) != self.round)):
+            log.debug("ignoring %s reply of client %s (open stage %s)", reply.get(M.STAGE), idx, self._stage)
+            return False
+        if problem := self._invalid(reply):
+            log.warning("discarding %s reply of client %s: %s", self._stage, idx, problem)
+            return False
+        self._replies[idx] = reply
+        return True
+
+    def _invalid(self, r: dict) -> str:
+        if self._stage == M.ADVERTISE:
+            return "" if len(r[M.C_PK]) == len(r[M.S_PK]) == keys.KEY_BYTES else "bad public key"
+        if self._stage in (M.SHARE_KEYS, M.MASKED_INPUT):
+            if list(r[M.SHARE_TO]) != self.committee or len(r[M.S_SHARE_CT]) != len(self.committee):
+                return "shares not addressed to the committee"
+        if self._stage == M.MASKED_INPUT:
+            y = r[M.MASKED]
+            if not (isinstance(y, np.ndarray) and y.dtype == np.uint64 and y.ndim == 1):
+                return "masked input is not a uint64 vector"
+            if self._length is not None and y.size != self._length:
+                return f"length {y.size}, expected {self._length}"
+            if r[M.S_GEN] != self._s_gen[r[M.INDEX]] or len(r[M.B_SHARE_CT]) != len(self.committee):
+                return "wrong s-key generation or b shares"
+            self._length = y.size
+        if self._stage == M.UNMASK and (len(r[M.B_FROM]) != len(r[M.B_SHARE])
+                                        or len(r[M.S_FROM]) != len(r[M.S_SHARE])):
+            return "unparallel share lists"
+        return ""
+
+    def _open(self, stage: str, expected) -> None:
+        self._stage, self._expected, self._replies = stage, set(expected), {}
+
+    def _close(self, stage: str) -> dict[int, dict]:
+        if self._stage != stage:
+            raise RuntimeError(f"secagg server: expected open stage {stage!r}, have {self._stage!r}")
+        self._stage = ""
+        return self._replies
+
+    # ----- setup
+    def advertise_requests(self, indices: list[int]) -> dict[int, dict]:
+        """Stage 1 requests for the candidate clients (indices 1..n, also their Shamir x-coordinates)."""
+        if any(i < 1 for i in indices):
+            raise ValueError("client indices must be >= 1 (they are Shamir x-coordinates)")
+        self.needs_setup = True
+        self._open(M.ADVERTISE, indices)
+        return {i: {M.STAGE: M.ADVERTISE, M.RUN_ID: self.run_id, M.COHORT_ID: self.cohort_id, M.INDEX: i}
+                for i in indices}
+
+    def share_keys_requests(self) -> dict[int, dict]:
+        """Close stage 1; choose graph and committee among the clients that replied; stage 2 requests."""
+        adv = self._close(M.ADVERTISE)
+        members = sorted(adv)
+        if not members:
+            raise SecAggAbort(f"cohort {self.cohort_id}: no client answered the advertise request")
+        self.p = p = self.params.resolve(len(members))
+        self.graph = graph.neighbours(members, p.degree, self.seed)
+        self.committee = graph.committee(members, p.committee_size, self.seed)
+        self._c_pk = {u: bytes(adv[u][M.C_PK]) for u in members}
+        self._s_pk = {u: bytes(adv[u][M.S_PK]) for u in members}
+        self._open(M.SHARE_KEYS, members)
+        reqs = {}
+        for u in members:
+            peers = members if u in self.committee else self.committee
+            reqs[u] = {M.STAGE: M.SHARE_KEYS, M.COHORT_ID: self.cohort_id, M.MEMBERS: members,
+                       M.NEIGHBOURS: self.graph[u], M.COMMITTEE: self.committee, M.THRESHOLD: p.threshold,
+                       M.FRAC_BITS: p.frac_bits, M.BOUND: p.bound, M.PEER_IDS: list(peers),
+                       M.PEER_C_PK: [self._c_pk[v] for v in peers]}
+        return reqs
+
+    def finish_setup(self) -> list[int]:
+        """Close stage 2 and return the cohort; SecAggAbort if fewer than t committee members are in it."""
+        replies = self._close(M.SHARE_KEYS)
+        t, alive = self.p.threshold, [j for j in self.committee if j in replies]
+        if len(alive) < t or len(replies) < t:
+            raise SecAggAbort(f"cohort {self.cohort_id}: setup failed, {len(alive)} of {len(self.committee)} "
+                              f"committee members and {len(replies)} clients completed it, need {t}")
+        self.cohort = sorted(replies)
+        self._s_gen = {u: 0 for u in self.cohort}
+        self._s_ct = {(u, j): bytes(ct) for u in self.cohort
+                      for j, ct in zip(self.committee, replies[u][M.S_SHARE_CT])}
+        self.needs_setup = False
+        return self.cohort
+
+    # ----- rounds
+    def masked_input_requests(self, round_: int) -> dict[int, dict]:
+        """Stage 3 requests for every cohort member, with its neighbours' current s public keys."""
+        if self.needs_setup:
+            raise SecAggAbort(f"cohort {self.cohort_id} needs a new setup before round {round_}")
+        self.round, self._length, self._round_s_pk = int(round_), None, dict(self._s_pk)
+        self._open(M.MASKED_INPUT, self.cohort)
+        reqs = {}
+        for u in self.cohort:
+            nb = [v for v in self.graph[u] if v in self._s_pk]
+            reqs[u] = {M.STAGE: M.MASKED_INPUT, M.COHORT_ID: self.cohort_id, M.ROUND: self.round,
+                       M.MEMBERS: self.cohort, M.NEIGHBOUR_IDS: nb, M.NEIGHBOUR_S_PK: [self._s_pk[v] for v in nb]}
+        return reqs
+
+    def unmask_requests(self) -> dict[int, dict]:
+        """Close stage 3 (later masked inputs are ignored); name U and D; requests for the committee."""
+        replies = self._close(M.MASKED_INPUT)
+        U = sorted(replies)
+        D = sorted(set(self.cohort) - set(U))
+        if len(U) < self.p.threshold:
+            self.needs_setup = True
+            raise SecAggAbort(f"round {self.round}: only {len(U)} masked inputs, need {self.p.threshold}")
+        self.survivors, self.dropped, self.rejected = U, D, []
+        self._masked = {u: replies[u][M.MASKED] for u in U}
+        self._b_gen = {u: int(replies[u][M.S_GEN]) for u in U}
+        self._d_gen = {d: self._s_gen[d] for d in D}
+        reqs = {j: {M.STAGE: M.UNMASK, M.COHORT_ID: self.cohort_id, M.ROUND: self.round,
+                    M.SURVIVORS: U, M.DROPPED: D,
+                    M.B_FROM: U, M.B_GEN: [self._b_gen[u] for u in U],
+                    M.B_CT: [bytes(replies[u][M.B_SHARE_CT][k]) for u in U],
+                    M.S_FROM: D, M.S_GEN_OF: [self._d_gen[d] for d in D],
+                    M.S_CT: [self._s_ct[(d, j)] for d in D]}
+                for k, j in enumerate(self.committee) if j in self.cohort}
+        for u in U:  # survivors move to the s key they made for the next round
+            self._s_pk[u], self._s_gen[u] = bytes(replies[u][M.NEXT_S_PK]), self._s_gen[u] + 1
+            self._s_ct.update({(u, j): bytes(ct) for j, ct in zip(self.committee, replies[u][M.S_SHARE_CT])})
+        for d in D:
+            del self._s_pk[d]
+        # The spec starts a new cohort after any dropout; with per-round s keys this is stricter than
+        # needed, but it also refreshes the committee and graph for the smaller cohort.
+        self.needs_setup = bool(D)
+        self._open(M.UNMASK, reqs)
+        return reqs
+
+    def aggregate(self) -> np.ndarray:
+        """Close stage 4; reconstruct the survivors' self-masks and the dropped s keys; float64 sum."""
+        replies, t, r = self._close(M.UNMASK), self.p.threshold, self.round
+        pts = {(u, "b"): {} for u in self.survivors} | {(d, "s"): {} for d in self.dropped}
+        for j, rep in replies.items():
+            self.rejected += [(int(u), j, "b") for u in rep[M.REJECTED_B]]
+            self.rejected += [(int(u), j, "s") for u in rep[M.REJECTED_S]]
+            for kind, frm, shares in (("b", M.B_FROM, M.B_SHARE), ("s", M.S_FROM, M.S_SHARE)):
+                for u, share in zip(rep[frm], rep[shares]):
+                    try:
+                        pts[(int(u), kind)][j] = shamir.share_from_bytes(bytes(share))
+                    except (KeyError, ValueError):
+                        self.rejected.append((int(u), j, kind))
+        short = [f"{kind}_{u} ({len(p)})" for (u, kind), p in pts.items() if len(p) < t]
+        if short:
+            self.needs_setup = True
+            raise SecAggAbort(f"round {r}: fewer than t={t} shares for {', '.join(short)}; {len(replies)} of "
+                              f"{len(self.committee)} committee members answered; rejected shares {self.rejected}")
+        total = np.zeros(self._length or 0, dtype=np.uint64)
+        for u in self.survivors:
+            total += self._masked[u]
+            total -= prg.expand(shamir.combine(list(pts[(u, "b")].items()), t), total.size)
+        for d in self.dropped:
+            sk = keys.private_from_raw(shamir.combine(list(pts[(d, "s")].items()), t))
+            if keys.public_raw(sk) != self._round_s_pk[d]:  # a free integrity check of the reconstruction
+                self.needs_setup = True
+                raise SecAggAbort(f"round {r}: the reconstructed s key of client {d} does not match its public key")
+            for v in self.graph[d]:
+                if v in self._masked:  # v added +PRG(k) if v < d, else -PRG(k): take it back out
+                    k = keys.agree(sk, self._round_s_pk[v], keys.pair_info(self.run_id, self.cohort_id, r, d, v))
+                    if v < d:
+                        total -= prg.expand(k, total.size)
+                    else:
+                        total += prg.expand(k, total.size)
+        return fixedpoint.decode(total, self.p.frac_bits)

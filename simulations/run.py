@@ -1,0 +1,144 @@
+"""`python -m simulations.run` / `fedrec simulate`: federated MF on Flower's simulation engine, one command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from shared import atomic, cli
+from shared.config import FedrecConfig
+from shared.data.load import load_train_test
+from shared.errors import FedrecError
+
+QUIET_ENVIRONMENT = {
+    "FLWR_TELEMETRY_ENABLED": "0",
+    "FLWR_DISABLE_UPDATE_CHECK": "1",
+    "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0",
+    "RAY_DEDUP_LOGS": "0",
+}
+
+
+def add_federated_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("federation")
+    group.add_argument("--num-clients", dest="federated.num_clients", type=int, metavar="N")
+    group.add_argument("--rounds", dest="federated.rounds", type=int, metavar="R")
+    group.add_argument("--partition", dest="federated.partition", choices=["iid", "activity"])
+    group.add_argument("--fraction", dest="federated.fraction", type=float, metavar="F",
+                       help="fraction of clients sampled per round")
+    group.add_argument("--clients-per-round", dest="federated.clients_per_round", type=int, metavar="N")
+    group.add_argument("--min-clients", dest="federated.min_clients", type=int, metavar="N")
+    group.add_argument("--timeout", dest="federated.timeout", type=float, metavar="SECONDS")
+    group.add_argument("--update", dest="federated.update", choices=["gradient", "delta"])
+    group.add_argument("--local-epochs", dest="federated.local_epochs", type=int, metavar="E")
+    group.add_argument("--client-optimizer", dest="federated.client_optimizer", choices=["adam", "sgd", "adagrad"])
+    group.add_argument("--client-lr", dest="federated.client_lr", type=float, metavar="X")
+    group.add_argument("--server-optimizer", dest="federated.server_optimizer", choices=["adam", "sgd", "adagrad"])
+    group.add_argument("--server-lr", dest="federated.server_lr", type=float, metavar="X")
+    group.add_argument("--eval-every", dest="federated.eval_every", type=int, metavar="R")
+    group.add_argument("--sampling-seed", dest="federated.seed", type=int, metavar="N")
+    group.add_argument("--secure", dest="federated.secure", action=argparse.BooleanOptionalAction, default=None,
+                       help="secure aggregation of the clients' vectors")
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    cli.add_common_options(parser)
+    cli.add_data_options(parser)
+    cli.add_model_options(parser)
+    add_federated_options(parser)
+    parser.add_argument("--json", type=Path, metavar="OUT", help="write the results as JSON")
+    parser.add_argument("--model-out", type=Path, default=Path("fedrec-item-model.npz"), metavar="FILE.npz",
+                        help="where to save the final item side (q, bi, mu); default %(default)s")
+    parser.set_defaults(handler=run)
+
+
+def _quiet_flower() -> None:
+    for key, value in QUIET_ENVIRONMENT.items():
+        os.environ.setdefault(key, value)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    for name in ("flwr", "ray"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def simulate(config: FedrecConfig, on_round=None, n_items: int | None = None) -> dict:
+    """Run the federation on Flower's simulation engine and return the server's results."""
+    _quiet_flower()
+    from flwr.simulation import run_simulation
+
+    from client.app import build_client_app
+    from server.app import build_server_app
+
+    if n_items is None:
+        n_items = load_train_test(config)[0].n_items  # fails early, before Ray starts, on bad data
+    holder: dict = {}
+    start = time.perf_counter()
+    run_simulation(
+        server_app=build_server_app(config, n_items, on_round, holder.update),
+        client_app=build_client_app(config),
+        num_supernodes=config.federated.num_clients,
+        backend_config={
+            "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+            "init_args": {"num_cpus": os.cpu_count() or 2, "logging_level": "ERROR", "log_to_driver": False},
+        },
+    )
+    if "history" not in holder:
+        raise FedrecError("the federated run failed before finishing (see the log above)")
+    holder["wall_seconds"] = time.perf_counter() - start  # Ray start included
+    return holder
+
+
+def _print_round(entry: dict) -> None:
+    rmse = f"{entry['rmse']:.4f}" if "rmse" in entry else "   -  "
+    note = f"  SKIPPED: {entry['skipped']}" if "skipped" in entry else ""
+    print(f"round {entry['round']:4d}  clients {entry['clients']:4d}  test RMSE {rmse}  "
+          f"{entry['seconds']:6.2f} s  up {entry['bytes_up'] / 1e6:8.2f} MB  down {entry['bytes_down'] / 1e6:8.2f} MB{note}",
+          file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = cli.config_from_args(args)
+    train, test = load_train_test(config)
+    fed = config.federated
+    print(f"{len(train)} training and {len(test)} test ratings, {train.n_users} users, {train.n_items} items; "
+          f"{fed.num_clients} clients, {fed.rounds} rounds, {'secure' if fed.secure else 'plain'} aggregation",
+          file=sys.stderr)
+    result = simulate(config, _print_round, n_items=train.n_items)
+    item_model = result.pop("item_model")
+    buffer = _npz_bytes(item_model)
+    atomic.write_bytes(args.model_out, buffer)
+    k = config.eval.top_k
+    print(f"final: test RMSE {result['rmse']:.4f}  MAE {result['mae']:.4f}  NDCG@{k} {result[f'ndcg@{k}']:.4f}  "
+          f"wall {result['wall_seconds']:.1f} s; item model saved to {args.model_out}")
+    if args.json is not None:
+        atomic.write_json(args.json, {**result, "n_train": len(train), "n_test": len(test),
+                                      "config": config.model_dump(mode="json")})
+    return 0
+
+
+def _npz_bytes(arrays: dict) -> bytes:
+    import io
+
+    stream = io.BytesIO()
+    np.savez(stream, q=arrays["q"], bi=arrays["bi"], mu=np.float64(arrays["mu"]))
+    return stream.getvalue()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m simulations.run", description=__doc__)
+    register(parser)
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except FedrecError as exc:
+        print(f"fedrec: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""Tests of the secure-aggregation building blocks: fixed point, PRG, keys, Shamir, AEAD, graph."""
+
+import itertools
+import secrets
+
+import numpy as np
+import pytest
+
+from shared.errors import FedrecError
+from shared.secagg import aead, fixedpoint, graph, keys, prg, shamir
+from shared.secagg.errors import SecAggAbort, SecAggRangeError, SecAggTamperError
+from shared.secagg.params import SecAggParams
+
+
+# ----- fixed point
+@pytest.mark.parametrize("n", [1, 3, 40])
+def test_fixedpoint_sum_within_documented_tolerance(n):
+    rng = np.random.default_rng(n)
+    xs = rng.uniform(-5, 5, size=(n, 1000))
+    total = np.zeros(1000, dtype=np.uint64)
+    for x in xs:
+        total += fixedpoint.encode(x, 24, bound=5.0)
+    assert np.abs(fixedpoint.decode(total, 24) - xs.sum(axis=0)).max() <= fixedpoint.tolerance(n, 24)
+
+
+def test_fixedpoint_sum_exact_at_max_bound():
+    n, f = 50, 24
+    b = fixedpoint.max_bound(n, f)
+    x = np.array([b, -b, b * 0.999])
+    total = np.zeros(3, dtype=np.uint64)
+    for _ in range(n):
+        total += fixedpoint.encode(x, f, bound=b)
+    np.testing.assert_allclose(fixedpoint.decode(total, f), n * x, rtol=1e-15)
+    assert n * b * 2.0**f < 2.0**62
+
+
+def test_fixedpoint_overflow_names_index_value_bound():
+    x = np.zeros(10)
+    x[7], x[9] = 3.5, 100.0
+    with pytest.raises(SecAggRangeError, match=r"3\.5 at index 7 .*±3\.0") as e:
+        fixedpoint.encode(x, 24, bound=3.0)
+    assert isinstance(e.value, FedrecError)
+    fixedpoint.encode(np.array([3.0, -3.0]), 24, bound=3.0)  # the bound itself is allowed
+    with pytest.raises(SecAggRangeError, match="index 0"):
+        fixedpoint.encode(np.array([np.nextafter(3.0, 4.0)]), 24, bound=3.0)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_fixedpoint_rejects_non_finite(bad):
+    with pytest.raises(SecAggRangeError, match="index 2"):
+        fixedpoint.encode(np.array([0.0, 1.0, bad]), 24, bound=10.0)
+
+
+def test_fixedpoint_rejects_bound_too_large_for_int64():
+    with pytest.raises(SecAggRangeError):
+        fixedpoint.encode(np.zeros(2), 24, bound=2.0**40)
+
+
+def test_params_reject_bound_that_could_overflow():
+    with pytest.raises(FedrecError, match="overflow"):
+        SecAggParams(bound=fixedpoint.max_bound(10) * 1.01).resolve(10)
+
+
+# ----- PRG, keys
+def test_prg_deterministic_and_seed_dependent():
+    s1, s2 = secrets.token_bytes(32), secrets.token_bytes(32)
+    a = prg.expand(s1, 1000)
+    assert a.dtype == np.uint64 and a.shape == (1000,)
+    np.testing.assert_array_equal(a, prg.expand(s1, 1000))
+    np.testing.assert_array_equal(a[:10], prg.expand(s1, 10))
+    assert (a != prg.expand(s2, 1000)).mean() > 0.99
+    with pytest.raises(ValueError):
+        prg.expand(b"short", 4)
+
+
+def test_agree_is_symmetric_and_info_bound():
+    a, b = keys.generate(), keys.generate()
+    k = keys.agree(a, keys.public_raw(b), b"x")
+    assert len(k) == 32 and k == keys.agree(b, keys.public_raw(a), b"x")
+    assert k != keys.agree(a, keys.public_raw(b), b"y")
+    assert keys.pair_info(b"r", 1, 2, 3, 5) == keys.pair_info(b"r", 1, 2, 5, 3)
+    restored = keys.private_from_raw(keys.private_raw(a))
+    assert keys.public_raw(restored) == keys.public_raw(a)
+
+
+# ----- Shamir
+def test_shamir_any_t_reconstruct_and_t_minus_1_do_not():
+    secret = secrets.token_bytes(32)
+    xs, t = [1, 2, 4, 7, 9, 11, 12], 4
+    ys = shamir.split(secret, xs, t)
+    pts = list(zip(xs, ys))
+    for subset in itertools.combinations(pts, t):
+        assert shamir.combine(list(subset), t) == secret
+    for subset in itertools.combinations(pts, t - 1):
+        with pytest.raises(SecAggAbort, match="need at least 4"):
+            shamir.combine(list(subset), t)
+        # Interpolating t-1 points as if they were enough gives an unrelated value, not the secret.
+        try:
+            assert shamir.combine(list(subset), t - 1) != secret
+        except SecAggAbort:
+            pass  # value did not even fit in 32 bytes
+
+
+def test_shamir_share_bytes_roundtrip_and_validation():
+    y = shamir.split(b"\xff" * 32, [1, 2, 3], 2)[0]
+    raw = shamir.share_to_bytes(y)
+    assert len(raw) == 66 and shamir.share_from_bytes(raw) == y
+    with pytest.raises(ValueError):
+        shamir.share_from_bytes(b"\xff" * 66)  # beyond the prime
+    with pytest.raises(ValueError):
+        shamir.split(b"x" * 32, [0, 1], 2)  # x = 0 would reveal the secret
+
+
+# ----- AEAD
+def test_aead_roundtrip_and_tamper_named():
+    key = secrets.token_bytes(32)
+    ad = aead.share_ad(3, 5, 0, 2, 1, "b")
+    ct = aead.seal(key, b"secret share", ad)
+    assert aead.open_(key, ct, ad) == b"secret share"
+    assert aead.seal(key, b"secret share", ad) != ct  # fresh nonce
+    bad = bytearray(ct)
+    bad[20] ^= 1
+    with pytest.raises(SecAggTamperError, match="'b' share from client 3 to client 5") as e:
+        aead.open_(key, bytes(bad), ad, sender=3, receiver=5, kind="b")
+    assert (e.value.sender, e.value.receiver, e.value.kind) == (3, 5, "b")
+    with pytest.raises(SecAggTamperError):  # same ciphertext presented as another round's share
+        aead.open_(key, ct, aead.share_ad(3, 5, 0, 3, 1, "b"), sender=3, receiver=5, kind="b")
+
+
+# ----- graph
+@pytest.mark.parametrize("n,degree", [(40, 12), (100, 14), (7, 4), (9, 3)])
+def test_neighbours_ring_symmetric_regular_deterministic(n, degree):
+    members = list(range(1, n + 1))
+    g = graph.neighbours(members, degree, seed=42)
+    assert g == graph.neighbours(members, degree, seed=42)
+    assert g != graph.neighbours(members, degree, seed=43)
+    expect = degree + degree % 2
+    for u, vs in g.items():
+        assert len(vs) == expect and u not in vs
+        assert all(u in g[v] for v in vs)
+
+
+def test_neighbours_complete_when_degree_large():
+    g = graph.neighbours([2, 5, 9], 2, seed=1)
+    assert g == {2: [5, 9], 5: [2, 9], 9: [2, 5]}
+
+
+def test_committee_and_defaults():
+    members = list(range(1, 101))
+    c = graph.committee(members, 15, seed=7)
+    assert c == graph.committee(members, 15, seed=7) and len(set(c)) == 15 and set(c) <= set(members)
+    p = SecAggParams().resolve(100)
+    assert (p.degree, p.committee_size, p.threshold) == (14, 15, 8)
+    p3 = SecAggParams().resolve(3)
+    assert (p3.degree, p3.committee_size, p3.threshold) == (2, 3, 2)
+    assert SecAggParams(degree=4, committee_size=5, threshold=4).resolve(100).threshold == 4

@@ -1,0 +1,230 @@
+"""End-to-end tests of the secure-aggregation protocol with in-process clients (no network)."""
+
+import logging
+
+import numpy as np
+import pytest
+
+from shared.secagg import fixedpoint, graph
+from shared.secagg import messages as M
+from shared.secagg.client import SecAggClient
+from shared.secagg.errors import SecAggAbort, SecAggRangeError, SecAggRefusal
+from shared.secagg.inprocess import InProcessCohort
+from shared.secagg.params import SecAggParams
+
+L = 1000
+
+
+def inputs(ids, seed=0, scale=3.0):
+    rng = np.random.default_rng(seed)
+    return {i: rng.uniform(-scale, scale, L) for i in ids}
+
+
+def assert_sum(got, xs, ids):
+    want = np.sum([xs[i] for i in sorted(ids)], axis=0)
+    assert np.abs(got - want).max() <= fixedpoint.tolerance(len(ids)) + 1e-12
+
+
+def committee_of(members, seed):
+    """The committee the server will pick for these members (public, seeded)."""
+    return graph.committee(members, SecAggParams().resolve(len(members)).committee_size, seed)
+
+
+@pytest.mark.parametrize("n", [3, 10, 40])
+def test_secure_sum_equals_plain_sum(n):
+    c = InProcessCohort(n, seed=n)
+    cohort = c.setup()
+    assert cohort == list(range(1, n + 1))
+    for r in range(2):  # a second round exercises the per-round s-key rotation
+        xs = inputs(cohort, seed=r)
+        assert_sum(c.round(r, xs), xs, cohort)
+    assert not c.server.needs_setup
+
+
+@pytest.mark.parametrize("stage", ["advertise", "share_keys", "masked_input", "unmask", "all"])
+def test_dropouts_give_exact_sum_of_stage3_survivors(stage):
+    n, seed = 16, 5
+    members = list(range(1, n + 1))
+    drop_adv = [4] if stage in ("advertise", "all") else []
+    com = committee_of([m for m in members if m not in drop_adv], seed)
+    outside = [m for m in members if m not in com and m not in drop_adv]
+    drop_sk = [outside[0]] if stage in ("share_keys", "all") else []
+    # At stage 3, one ordinary client and one committee member (which still answers the unmask).
+    drop_mi = [outside[1], com[0]] if stage in ("masked_input", "all") else []
+    drop_un = com[-2:] if stage in ("unmask", "all") else []
+    c = InProcessCohort(n, seed=seed)
+    cohort = c.setup(drop_advertise=drop_adv, drop_share_keys=drop_sk)
+    assert cohort == [m for m in members if m not in drop_adv + drop_sk]
+    xs = inputs(cohort)
+    c.masked_input(7, xs, drop=drop_mi)
+    got = c.unmask(drop=drop_un)
+    survivors = [m for m in cohort if m not in drop_mi]
+    assert c.server.survivors == survivors and c.server.dropped == sorted(drop_mi)
+    assert_sum(got, xs, survivors)
+    assert c.server.needs_setup == bool(drop_mi)
+    if drop_mi:
+        with pytest.raises(SecAggAbort, match="needs a new setup"):
+            c.server.masked_input_requests(8)
+
+
+def test_new_cohort_after_dropout_works():
+    c = InProcessCohort(10, seed=1)
+    cohort = c.setup()
+    xs = inputs(cohort)
+    c.masked_input(0, xs, drop=[3])
+    assert_sum(c.unmask(), xs, [m for m in cohort if m != 3])
+    c2 = InProcessCohort(10, seed=1, cohort_id=1)
+    c2.states = c.states  # same clients, new cohort: advertise resets their state
+    cohort2 = c2.setup()
+    xs2 = inputs(cohort2, seed=9)
+    assert_sum(c2.round(1, xs2), xs2, cohort2)
+
+
+def test_too_few_committee_members_at_unmask_aborts():
+    c = InProcessCohort(10, seed=2)
+    c.setup()
+    com, t = c.server.committee, c.server.p.threshold
+    c.masked_input(0, inputs(c.server.cohort))
+    with pytest.raises(SecAggAbort, match=f"fewer than t={t} shares"):
+        c.unmask(drop=com[: len(com) - t + 1])
+    assert c.server.needs_setup
+
+
+def test_too_few_committee_members_at_setup_aborts():
+    members = list(range(1, 11))
+    com = committee_of(members, 3)
+    t = SecAggParams().resolve(10).threshold
+    c = InProcessCohort(10, seed=3)
+    with pytest.raises(SecAggAbort, match="setup failed"):
+        c.setup(drop_share_keys=com[: len(com) - t + 1])
+
+
+def test_too_few_survivors_at_masked_input_aborts():
+    c = InProcessCohort(5, seed=3)
+    cohort = c.setup()
+    c.masked_input(0, inputs(cohort), drop=cohort[: len(cohort) - c.server.p.threshold + 1])
+    with pytest.raises(SecAggAbort, match="masked inputs"):
+        c.server.unmask_requests()
+
+
+def test_late_masked_input_is_discarded():
+    c = InProcessCohort(10, seed=4)
+    cohort = c.setup()
+    xs = inputs(cohort)
+    replies = c.masked_input(0, xs, late=[6])
+    reqs = c.server.unmask_requests()
+    assert 6 in c.server.dropped
+    assert c.server.receive(replies[6]) is False
+    assert_sum(c.unmask(requests=reqs), xs, [m for m in cohort if m != 6])
+
+
+def test_unknown_duplicate_and_wrong_stage_replies_ignored():
+    c = InProcessCohort(4, seed=1)
+    reqs = c.server.advertise_requests([1, 2, 3])
+    r1 = c.call(1, lambda cl: cl.advertise(reqs[1]))
+    assert c.server.receive(r1) and not c.server.receive(r1)  # duplicate
+    assert not c.server.receive({**r1, M.INDEX: 4})  # not a candidate
+    assert not c.server.receive({**r1, M.STAGE: M.UNMASK})
+    assert not c.server.receive({**r1, M.COHORT_ID: 9})
+
+
+def test_tampered_share_is_rejected_named_and_the_rest_used(caplog):
+    c = InProcessCohort(10, seed=6)
+    cohort = c.setup()
+    xs = inputs(cohort)
+    c.masked_input(0, xs)
+    victim_holder = c.server.committee[0]
+    sender = None
+
+    def tamper(j, req):
+        nonlocal sender
+        if j != victim_holder:
+            return req
+        cts = list(req[M.B_CT])
+        cts[1] = cts[1][:-1] + bytes([cts[1][-1] ^ 1])
+        sender = req[M.B_FROM][1]
+        return {**req, M.B_CT: cts}
+
+    with caplog.at_level(logging.WARNING):
+        got = c.unmask(edit=tamper)
+    assert_sum(got, xs, cohort)
+    assert c.server.rejected == [(sender, victim_holder, "b")]
+    assert f"'b' share from client {sender} to client {victim_holder} failed" in caplog.text
+
+
+def _round_with_unmask_request(seed=7, late=()):
+    c = InProcessCohort(10, seed=seed)
+    cohort = c.setup()
+    s_ct = dict(c.server._s_ct)  # the sealed s shares of generation 0, as a server would keep them
+    replies = c.masked_input(0, inputs(cohort), late=late)
+    reqs = c.server.unmask_requests()
+    j = c.server.committee[0]
+    return c, j, reqs[j], s_ct, replies
+
+
+def test_refuses_both_secrets_of_one_client_b_then_s():
+    c, j, req, s_ct, _ = _round_with_unmask_request()
+    c.call(j, lambda cl: cl.unmask(req))  # reveals every b share (gen 0)
+    d = req[M.SURVIVORS][2]
+    evil = {**req, M.SURVIVORS: [u for u in req[M.SURVIVORS] if u != d], M.DROPPED: [d],
+            M.B_FROM: [], M.B_GEN: [], M.B_CT: [], M.S_FROM: [d], M.S_GEN_OF: [0], M.S_CT: [s_ct[(d, j)]]}
+    with pytest.raises(SecAggRefusal, match="b share was revealed"):
+        c.call(j, lambda cl: cl.unmask(evil))
+
+
+def test_refuses_both_secrets_of_one_client_s_then_b():
+    c, j, req, _, replies = _round_with_unmask_request(late=[5])
+    assert req[M.DROPPED] == [5]
+    c.call(j, lambda cl: cl.unmask(req))  # reveals the s share of client 5 (gen 0)
+    k = c.server.committee.index(j)
+    evil = {**req, M.SURVIVORS: sorted(req[M.SURVIVORS] + [5]), M.DROPPED: [],
+            M.B_FROM: [5], M.B_GEN: [0], M.B_CT: [replies[5][M.B_SHARE_CT][k]], M.S_FROM: [], M.S_GEN_OF: [], M.S_CT: []}
+    with pytest.raises(SecAggRefusal, match="s key was revealed"):
+        c.call(j, lambda cl: cl.unmask(evil))
+
+
+def test_refuses_inconsistent_unmask_requests():
+    c, j, req, _, _ = _round_with_unmask_request()
+    U, t = req[M.SURVIVORS], c.server.p.threshold
+    cases = {
+        "named both": {**req, M.DROPPED: [U[0]]},
+        f"need {t}": {**req, M.SURVIVORS: U[: t - 1], M.DROPPED: U[t - 1:], M.B_FROM: [], M.B_GEN: [], M.B_CT: []},
+        "make up the cohort": {**req, M.SURVIVORS: U[1:], M.B_FROM: [], M.B_GEN: [], M.B_CT: []},
+        "non-survivors": {**req, M.SURVIVORS: U[1:], M.DROPPED: [U[0]]},
+    }
+    for why, evil in cases.items():
+        with pytest.raises(SecAggRefusal, match=why):
+            c.call(j, lambda cl: cl.unmask(evil))
+    outsider = next(u for u in U if u not in c.server.committee)
+    with pytest.raises(SecAggRefusal, match="not on the committee"):
+        c.call(outsider, lambda cl: cl.unmask(req))
+
+
+def test_client_refuses_minority_threshold():
+    c = InProcessCohort(10, seed=1, params=SecAggParams(committee_size=9, threshold=4))
+    with pytest.raises(SecAggRefusal, match="strict majority"):
+        c.setup()
+
+
+def test_out_of_range_input_raises_with_index_and_keeps_state():
+    c = InProcessCohort(3, seed=1, params=SecAggParams(bound=10.0))
+    cohort = c.setup()
+    req = c.server.masked_input_requests(0)[1]
+    x = np.zeros(L)
+    x[123] = -10.5
+    before = c.states[1]
+    with pytest.raises(SecAggRangeError, match="-10.5 at index 123"):
+        c.call(1, lambda cl: cl.masked_input(req, x))
+    assert c.states[1] == before
+
+
+def test_state_round_trips_and_is_flat():
+    c = InProcessCohort(5, seed=1)
+    c.setup()
+    c.round(0, inputs(c.server.cohort))
+    for i, state in c.states.items():
+        for k, v in state.items():
+            assert isinstance(v, (int, float, str, bytes)) or (
+                isinstance(v, list) and all(isinstance(e, (int, bytes)) for e in v)), (k, v)
+        assert SecAggClient.from_state(state).to_state() == state
+        assert state["s_gen"] == 1 and len(state["s_sk"]) == 32
