@@ -228,3 +228,31 @@ def test_state_round_trips_and_is_flat():
                 isinstance(v, list) and all(isinstance(e, (int, bytes)) for e in v)), (k, v)
         assert SecAggClient.from_state(state).to_state() == state
         assert state["s_gen"] == 1 and len(state["s_sk"]) == 32
+
+
+def test_malformed_masked_inputs_are_discarded():
+    c = InProcessCohort(4, seed=1)
+    cohort = c.setup()
+    xs = inputs(cohort)
+    replies = c.masked_input(0, xs, late=[2, 3])
+    assert not c.server.receive({**replies[2], M.MASKED: replies[2][M.MASKED][:-1]})  # wrong length
+    assert not c.server.receive({**replies[3], M.MASKED: replies[3][M.MASKED].astype(np.float64)})
+    assert not c.server.receive({k: v for k, v in replies[3].items() if k != M.B_SHARE_CT})
+    assert c.server.receive(replies[3])
+    assert_sum(c.unmask(), xs, [1, 3, 4])
+
+
+@pytest.mark.parametrize("kind", ["s", "b"])
+def test_wrong_plaintext_share_is_detected(kind):
+    c = InProcessCohort(10, seed=2)
+    cohort = c.setup()
+    c.masked_input(0, inputs(cohort), drop=[4])
+    reqs = c.server.unmask_requests()
+    for n, (j, req) in enumerate(reqs.items()):
+        reply = c.call(j, lambda cl, req=req: cl.unmask(req))
+        if n == 0:  # a lying committee member: a valid field element, but not its share
+            key = M.S_SHARE if kind == "s" else M.B_SHARE
+            reply = {**reply, key: [bytes(65) + b"\x01"] + reply[key][1:]}
+        c.server.receive(reply)
+    with pytest.raises(SecAggAbort, match=f"{kind}_{4 if kind == 's' else 1}"):
+        c.server.aggregate()

@@ -4,16 +4,14 @@ The caller must persist to_state() BEFORE sending an unmask reply: the record of
 revealed is what stops a server from collecting both secrets of a client across two requests.
 """
 
-import logging
+import hashlib
 import secrets
 
 import numpy as np
 
-from shared.secagg import aead, fixedpoint, keys, prg, shamir
+from shared.secagg import aead, committee, fixedpoint, keys, prg, shamir
 from shared.secagg import messages as M
-from shared.secagg.errors import SecAggRefusal, SecAggTamperError
-
-log = logging.getLogger(__name__)
+from shared.secagg.errors import SecAggRefusal
 
 _INT_LISTS = ("members", "cohort", "neighbours", "committee", "key_ids", "rev_s_from", "rev_s_gen",
               "rev_b_from", "rev_b_gen")
@@ -48,24 +46,24 @@ class SecAggClient:
     def share_keys(self, req: dict) -> dict:
         """Record the graph and committee; return the s private key's shares sealed for the committee."""
         self._check(req, M.SHARE_KEYS)
-        members, committee, t = list(req[M.MEMBERS]), list(req[M.COMMITTEE]), int(req[M.THRESHOLD])
-        if self.index not in members or not set(committee) <= set(members):
+        members, com, t = list(req[M.MEMBERS]), list(req[M.COMMITTEE]), int(req[M.THRESHOLD])
+        if self.index not in members or not set(com) <= set(members):
             raise SecAggRefusal(f"client {self.index}: inconsistent member or committee list")
         # A strict majority is what makes two disjoint quorums (one for s_u, one for b_u) impossible.
-        if not len(committee) // 2 < t <= len(committee):
-            raise SecAggRefusal(f"threshold {t} must be a strict majority of the committee of {len(committee)}")
+        if not len(com) // 2 < t <= len(com):
+            raise SecAggRefusal(f"threshold {t} must be a strict majority of the committee of {len(com)}")
         peers = dict(zip(req[M.PEER_IDS], req[M.PEER_C_PK]))
-        needed = set(members) if self.index in committee else set(committee)
+        needed = set(members) if self.index in com else set(com)
         if not needed <= peers.keys():
             raise SecAggRefusal(f"client {self.index}: c keys missing for {sorted(needed - peers.keys())}")
         info = keys.share_info(self.run_id, self.cohort_id)
         self.seal_keys = {int(v): keys.agree(self.c_sk, peers[v], info) for v in sorted(needed)}
-        self.members, self.committee, self.threshold = members, committee, t
+        self.members, self.committee, self.threshold = members, com, t
         self.neighbours = sorted(int(v) for v in req[M.NEIGHBOURS] if v in members and v != self.index)
         self.frac_bits, self.bound = int(req[M.FRAC_BITS]), float(req[M.BOUND])
         s_ct = self._seal_shares(keys.private_raw(self.s_sk), aead.NO_ROUND, self.s_gen, "s")
         return {M.STAGE: M.SHARE_KEYS, M.COHORT_ID: self.cohort_id, M.INDEX: self.index,
-                M.SHARE_TO: list(committee), M.S_SHARE_CT: s_ct}
+                M.SHARE_TO: list(com), M.S_SHARE_CT: s_ct}
 
     # ----- stage 3
     def masked_input(self, req: dict, x: np.ndarray) -> dict:
@@ -99,55 +97,14 @@ class SecAggClient:
         s_ct = self._seal_shares(keys.private_raw(nxt), aead.NO_ROUND, self.s_gen + 1, "s")
         gen, self.s_sk, self.s_gen, self.cohort = self.s_gen, nxt, self.s_gen + 1, members
         return {M.STAGE: M.MASKED_INPUT, M.COHORT_ID: self.cohort_id, M.ROUND: r, M.INDEX: self.index,
-                M.MASKED: y, M.S_GEN: gen, M.NEXT_S_PK: keys.public_raw(nxt),
+                M.MASKED: y, M.S_GEN: gen, M.NEXT_S_PK: keys.public_raw(nxt), M.B_COMMIT: hashlib.sha256(b).digest(),
                 M.SHARE_TO: list(self.committee), M.B_SHARE_CT: b_ct, M.S_SHARE_CT: s_ct}
 
     # ----- stage 4
     def unmask(self, req: dict) -> dict:
         """As a committee member: open the requested shares, unless that would expose some input."""
         self._check(req, M.UNMASK)
-        r, me = int(req[M.ROUND]), self.index
-        if me not in self.committee:
-            raise SecAggRefusal(f"client {me} is not on the committee")
-        U, D = set(req[M.SURVIVORS]), set(req[M.DROPPED])
-        b_req = list(zip(req[M.B_FROM], req[M.B_GEN], req[M.B_CT]))
-        s_req = list(zip(req[M.S_FROM], req[M.S_GEN_OF], req[M.S_CT]))
-        # A member that missed this round's masked-input request only knows the share-keys candidates.
-        cohort = set(self.cohort) if self.cohort else None
-        problems = [
-            (U & D, f"clients {sorted(U & D)} named both survived and dropped"),
-            (len(U) < self.threshold, f"only {len(U)} survivors, need {self.threshold}"),
-            ((U | D) != cohort if cohort else not (U | D) <= set(self.members),
-             "survivors and dropped do not make up the cohort"),
-            (not {u for u, _, _ in b_req} <= U or not {d for d, _, _ in s_req} <= D,
-             "b shares asked for non-survivors or s shares for non-dropped clients"),
-            ({(u, g) for u, g, _ in b_req} & self.revealed_s, "b share asked of a client whose s key was revealed"),
-            ({(d, g) for d, g, _ in s_req} & self.revealed_b, "s key asked of a client whose b share was revealed"),
-        ]
-        for bad, why in problems:
-            if bad:
-                raise SecAggRefusal(f"client {me} refuses to unmask round {r}: {why}")
-        out = {M.STAGE: M.UNMASK, M.COHORT_ID: self.cohort_id, M.ROUND: r, M.INDEX: me}
-        for kind, reqs, rnd, seen in (("b", b_req, r, self.revealed_b), ("s", s_req, aead.NO_ROUND, self.revealed_s)):
-            ok_from, ok_share, rejected = [], [], []
-            for sender, gen, ct in reqs:
-                ad = aead.share_ad(int(sender), me, self.cohort_id, rnd, int(gen), kind)
-                try:
-                    if int(sender) not in self.seal_keys:
-                        raise SecAggTamperError(f"no key for sender {sender}", int(sender), me, kind)
-                    share = aead.open_(self.seal_keys[int(sender)], bytes(ct), ad, sender=int(sender),
-                                       receiver=me, kind=kind)
-                except SecAggTamperError as e:
-                    log.warning("%s", e)  # one bad share must not cost the round the good ones
-                    rejected.append(int(sender))
-                    continue
-                seen.add((int(sender), int(gen)))
-                ok_from.append(int(sender))
-                ok_share.append(share)
-            out[M.B_FROM if kind == "b" else M.S_FROM] = ok_from
-            out[M.B_SHARE if kind == "b" else M.S_SHARE] = ok_share
-            out[M.REJECTED_B if kind == "b" else M.REJECTED_S] = rejected
-        return out
+        return committee.unmask(self, req)
 
     # ----- helpers
     def _check(self, req: dict, stage: str) -> None:

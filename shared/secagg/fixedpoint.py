@@ -28,7 +28,10 @@ def tolerance(n_clients: int, frac_bits: int = DEFAULT_FRAC_BITS) -> float:
 
 
 def encode(x: np.ndarray, frac_bits: int = DEFAULT_FRAC_BITS, bound: float = 1.0) -> np.ndarray:
-    """Round x * 2^frac_bits to int64 and view it as uint64; refuse (never clip) values beyond bound."""
+    """Round x * 2^frac_bits to int64 and view it as uint64; refuse (never clip) values beyond bound.
+
+    x is flattened in C order; the index in the error message is the flat index.
+    """
     if not 0 <= frac_bits <= 52:
         raise ValueError(f"frac_bits must be in [0, 52], got {frac_bits}")
     if not (np.isfinite(bound) and 0 < bound * 2.0**frac_bits <= 2.0**_HEADROOM_BITS):

@@ -1,7 +1,9 @@
-"""Payload keys and stage names of the secure-aggregation messages (every payload is a flat dict).
+"""Payload keys, stage names and reply checks of the secure-aggregation messages (flat dicts).
 
 Maps travel as parallel lists: e.g. SHARE_TO[i] is the receiver of B_SHARE_CT[i] and S_SHARE_CT[i].
 """
+
+import numpy as np
 
 # Stages (value of STAGE in every request and reply).
 ADVERTISE = "advertise"
@@ -43,6 +45,7 @@ NEIGHBOUR_S_PK = "neighbour_s_pk"  # list[bytes]
 MASKED = "masked"  # numpy uint64 vector y_u
 S_GEN = "s_gen"  # int: generation of the s key used for the pairwise masks of this round
 NEXT_S_PK = "next_s_pk"  # bytes: public key of generation S_GEN + 1
+B_COMMIT = "b_commit"  # bytes: SHA-256 of b_u^r, so the server can detect a wrongly reconstructed b
 
 # Unmask request.
 SURVIVORS = "survivors"  # list[int]
@@ -59,3 +62,25 @@ B_SHARE = "b_share"  # list[bytes], 66-byte Shamir share values
 S_SHARE = "s_share"  # list[bytes]
 REJECTED_B = "rejected_b"  # list[int]: senders whose b share failed authentication
 REJECTED_S = "rejected_s"  # list[int]
+
+
+def reply_problem(r: dict, committee: list[int], s_gen: dict[int, int], length: int | None) -> str:
+    """Why a client's reply is malformed for its stage ("" if it is fine); KeyError if a key is missing."""
+    stage = r[STAGE]
+    if stage == ADVERTISE:
+        return "" if len(r[C_PK]) == len(r[S_PK]) == 32 else "bad public key"
+    if stage in (SHARE_KEYS, MASKED_INPUT):
+        if list(r[SHARE_TO]) != committee or len(r[S_SHARE_CT]) != len(committee):
+            return "shares not addressed to the committee"
+    if stage == MASKED_INPUT:
+        y = r[MASKED]
+        if not (isinstance(y, np.ndarray) and y.dtype == np.uint64 and y.ndim == 1):
+            return "masked input is not a uint64 vector"
+        if length is not None and y.size != length:
+            return f"length {y.size}, expected {length}"
+        if r[S_GEN] != s_gen[r[INDEX]] or len(r[B_SHARE_CT]) != len(committee) or len(r[NEXT_S_PK]) != 32 \
+                or len(r[B_COMMIT]) != 32:
+            return "wrong s-key generation, next s key or b shares"
+    if stage == UNMASK and (len(r[B_FROM]) != len(r[B_SHARE]) or len(r[S_FROM]) != len(r[S_SHARE])):
+        return "unparallel share lists"
+    return ""

@@ -5,7 +5,7 @@ import logging
 
 import numpy as np
 
-from shared.secagg import fixedpoint, graph, keys, prg, shamir
+from shared.secagg import fixedpoint, graph, reconstruct
 from shared.secagg import messages as M
 from shared.secagg.errors import SecAggAbort
 from shared.secagg.params import SecAggParams
@@ -15,7 +15,11 @@ log = logging.getLogger(__name__)
 
 class SecAggServer:
     """One cohort's server state. Call, in order: advertise_requests, share_keys_requests, finish_setup,
-    then per round masked_input_requests, unmask_requests, aggregate; feed every reply to receive()."""
+    then per round masked_input_requests, unmask_requests, aggregate; feed every reply to receive().
+
+    A new cohort (when needs_setup is set, or the set of clients changes) is a new SecAggServer with a
+    new cohort_id; clients reset their own state when they receive its advertise request.
+    """
 
     def __init__(self, run_id: bytes, cohort_id: int, params: SecAggParams | None = None, seed: int | None = None):
         self.run_id, self.cohort_id, self.params = bytes(run_id), int(cohort_id), params or SecAggParams()
@@ -28,6 +32,8 @@ class SecAggServer:
         self.survivors: list[int] = []
         self.dropped: list[int] = []
         self.rejected: list[tuple[int, int, str]] = []  # (sender, committee member, kind) of failed shares
+        self.p: SecAggParams | None = None  # resolved for the cohort by share_keys_requests
+        self.round, self._length, self._s_gen = -1, None, {}
         self._stage, self._expected, self._replies = "", set(), {}
 
     # ----- reply collection
@@ -39,31 +45,17 @@ class SecAggServer:
                 or (self._stage in (M.MASKED_INPUT, M.UNMASK) and reply.get(M.ROUND) != self.round)):
             log.debug("ignoring %s reply of client %s (open stage %s)", reply.get(M.STAGE), idx, self._stage)
             return False
-        if problem := self._invalid(reply):
+        try:
+            problem = M.reply_problem(reply, self.committee, self._s_gen, self._length)
+        except (KeyError, TypeError, ValueError) as e:
+            problem = f"malformed ({e!r})"
+        if problem:
             log.warning("discarding %s reply of client %s: %s", self._stage, idx, problem)
             return False
+        if reply[M.STAGE] == M.MASKED_INPUT:
+            self._length = reply[M.MASKED].size
         self._replies[idx] = reply
         return True
-
-    def _invalid(self, r: dict) -> str:
-        if self._stage == M.ADVERTISE:
-            return "" if len(r[M.C_PK]) == len(r[M.S_PK]) == keys.KEY_BYTES else "bad public key"
-        if self._stage in (M.SHARE_KEYS, M.MASKED_INPUT):
-            if list(r[M.SHARE_TO]) != self.committee or len(r[M.S_SHARE_CT]) != len(self.committee):
-                return "shares not addressed to the committee"
-        if self._stage == M.MASKED_INPUT:
-            y = r[M.MASKED]
-            if not (isinstance(y, np.ndarray) and y.dtype == np.uint64 and y.ndim == 1):
-                return "masked input is not a uint64 vector"
-            if self._length is not None and y.size != self._length:
-                return f"length {y.size}, expected {self._length}"
-            if r[M.S_GEN] != self._s_gen[r[M.INDEX]] or len(r[M.B_SHARE_CT]) != len(self.committee):
-                return "wrong s-key generation or b shares"
-            self._length = y.size
-        if self._stage == M.UNMASK and (len(r[M.B_FROM]) != len(r[M.B_SHARE])
-                                        or len(r[M.S_FROM]) != len(r[M.S_SHARE])):
-            return "unparallel share lists"
-        return ""
 
     def _open(self, stage: str, expected) -> None:
         self._stage, self._expected, self._replies = stage, set(expected), {}
@@ -113,6 +105,7 @@ class SecAggServer:
             raise SecAggAbort(f"cohort {self.cohort_id}: setup failed, {len(alive)} of {len(self.committee)} "
                               f"committee members and {len(replies)} clients completed it, need {t}")
         self.cohort = sorted(replies)
+        self._s_pk = {u: self._s_pk[u] for u in self.cohort}
         self._s_gen = {u: 0 for u in self.cohort}
         self._s_ct = {(u, j): bytes(ct) for u in self.cohort
                       for j, ct in zip(self.committee, replies[u][M.S_SHARE_CT])}
@@ -143,6 +136,7 @@ class SecAggServer:
             raise SecAggAbort(f"round {self.round}: only {len(U)} masked inputs, need {self.p.threshold}")
         self.survivors, self.dropped, self.rejected = U, D, []
         self._masked = {u: replies[u][M.MASKED] for u in U}
+        self._b_commit = {u: bytes(replies[u][M.B_COMMIT]) for u in U}
         self._b_gen = {u: int(replies[u][M.S_GEN]) for u in U}
         self._d_gen = {d: self._s_gen[d] for d in D}
         reqs = {j: {M.STAGE: M.UNMASK, M.COHORT_ID: self.cohort_id, M.ROUND: self.round,
@@ -166,35 +160,16 @@ class SecAggServer:
     def aggregate(self) -> np.ndarray:
         """Close stage 4; reconstruct the survivors' self-masks and the dropped s keys; float64 sum."""
         replies, t, r = self._close(M.UNMASK), self.p.threshold, self.round
-        pts = {(u, "b"): {} for u in self.survivors} | {(d, "s"): {} for d in self.dropped}
-        for j, rep in replies.items():
-            self.rejected += [(int(u), j, "b") for u in rep[M.REJECTED_B]]
-            self.rejected += [(int(u), j, "s") for u in rep[M.REJECTED_S]]
-            for kind, frm, shares in (("b", M.B_FROM, M.B_SHARE), ("s", M.S_FROM, M.S_SHARE)):
-                for u, share in zip(rep[frm], rep[shares]):
-                    try:
-                        pts[(int(u), kind)][j] = shamir.share_from_bytes(bytes(share))
-                    except (KeyError, ValueError):
-                        self.rejected.append((int(u), j, kind))
+        pts, self.rejected = reconstruct.collect_shares(replies, self.survivors, self.dropped)
         short = [f"{kind}_{u} ({len(p)})" for (u, kind), p in pts.items() if len(p) < t]
         if short:
             self.needs_setup = True
             raise SecAggAbort(f"round {r}: fewer than t={t} shares for {', '.join(short)}; {len(replies)} of "
                               f"{len(self.committee)} committee members answered; rejected shares {self.rejected}")
-        total = np.zeros(self._length or 0, dtype=np.uint64)
-        for u in self.survivors:
-            total += self._masked[u]
-            total -= prg.expand(shamir.combine(list(pts[(u, "b")].items()), t), total.size)
-        for d in self.dropped:
-            sk = keys.private_from_raw(shamir.combine(list(pts[(d, "s")].items()), t))
-            if keys.public_raw(sk) != self._round_s_pk[d]:  # a free integrity check of the reconstruction
-                self.needs_setup = True
-                raise SecAggAbort(f"round {r}: the reconstructed s key of client {d} does not match its public key")
-            for v in self.graph[d]:
-                if v in self._masked:  # v added +PRG(k) if v < d, else -PRG(k): take it back out
-                    k = keys.agree(sk, self._round_s_pk[v], keys.pair_info(self.run_id, self.cohort_id, r, d, v))
-                    if v < d:
-                        total -= prg.expand(k, total.size)
-                    else:
-                        total += prg.expand(k, total.size)
+        try:
+            total = reconstruct.unmasked_total(self._masked, self._b_commit, pts, t, self.graph, self._round_s_pk,
+                                               self.run_id, self.cohort_id, r)
+        except SecAggAbort:
+            self.needs_setup = True
+            raise
         return fixedpoint.decode(total, self.p.frac_bits)

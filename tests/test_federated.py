@@ -1,0 +1,154 @@
+"""Federated MF: equivalence with centralised training, what reaches the server, dropouts, Flower end to end."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from server.federation import run_federation
+from shared import mf, protocol
+from shared.config import load_config
+from shared.data.load import load_train_test
+from shared.data.partition import partition_users
+from shared.federated import ClientData, ClientTrainer, train_length
+from shared.train import ITEM_STREAM, fit, init_rng
+from tests.fakegrid import FakeGrid
+
+SMALL = {
+    "synthetic.n_users": 120, "synthetic.n_items": 150, "synthetic.n_ratings": 4000,
+    "model.factors": 8, "federated.num_clients": 4, "federated.rounds": 5,
+}
+
+
+def small_config(**overrides):
+    return load_config(None, {**SMALL, **overrides})
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_federated_full_batch_equals_centralised(optimizer):
+    """All clients every round, one full-batch step: the same item factors as centralised training."""
+    lr = 0.002 if optimizer == "sgd" else 0.03
+    config = small_config(**{
+        "federated.update": "gradient", "federated.local_epochs": 1,
+        "federated.client_optimizer": optimizer, "federated.client_lr": lr,
+        "federated.server_optimizer": optimizer, "federated.server_lr": lr,
+        "train.optimizer": optimizer, "train.lr": lr, "train.epochs": 5,
+    })
+    grid = FakeGrid(config, 4)
+    result = run_federation(grid, config, n_items=150)
+
+    train, _ = load_train_test(config)
+    client_of_user = partition_users(train.user_counts(), 4, "iid", config.federated.seed)
+    p = np.zeros((train.n_users, 8), dtype=mf.FLOAT)
+    for client in range(4):  # the same initial user factors the clients drew for themselves
+        users = np.flatnonzero(client_of_user == client)
+        trainer = ClientTrainer(ClientData.from_partition(train, train, users), config, client)
+        p[users] = trainer.user.p
+    item = mf.init_item_side(150, 8, config.model.init_std, train.values.mean(), init_rng(config.model.seed, ITEM_STREAM))
+    initial_q = item.q.copy()
+    central = fit(train, config.model, config.train, init=(mf.UserSide(p, np.zeros(train.n_users, mf.FLOAT)), item))
+
+    assert np.abs(central.item.q - initial_q).max() > 1e-3  # training moved the factors: the comparison means something
+    np.testing.assert_allclose(result["item_model"]["q"], central.item.q, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(result["item_model"]["bi"], central.item.bi, rtol=1e-4, atol=1e-6)
+    assert result["item_model"]["mu"] == pytest.approx(train.values.mean())
+
+
+def test_only_sums_reach_the_server():
+    """Every reply holds one vector of a fixed, item-sized layout: no rating, user id or user factor."""
+    config = small_config()
+    grid = FakeGrid(config, 4)
+    run_federation(grid, config, n_items=150)
+    train, _ = load_train_test(config)
+    layouts = {2 + 150, train_length(150, 8), 7 + 150}
+    assert grid.received
+    for reply in grid.received:
+        content = reply.content
+        assert list(content.array_records) == [protocol.REPLY]
+        assert not content.config_records and not content.metric_records
+        arrays = content.array_records[protocol.REPLY]
+        assert list(arrays) == ["vector"]
+        vector = arrays["vector"].numpy()
+        assert vector.shape[0] in layouts  # independent of how many users or ratings the client holds
+    # The user factors stay in the clients' own state.
+    for context in grid.contexts.values():
+        p = context.state.array_records["fedrec.user-state"]["p"].numpy()
+        for reply in grid.received:
+            vector = reply.content.array_records[protocol.REPLY]["vector"].numpy()
+            assert not np.isin(p.astype(np.float64).ravel()[:20], vector).any()
+
+
+def test_failed_client_is_left_out_and_training_goes_on():
+    config = small_config(**{"federated.eval_every": 5})
+    grid = FakeGrid(config, 4, fail={102: {"train"}})
+    result = run_federation(grid, config, n_items=150)
+    assert [entry["clients"] for entry in result["history"]] == [3] * 5
+    assert all(any("102" in f for f in entry["failures"]) for entry in result["history"])
+    assert np.isfinite(result["rmse"])
+
+
+def test_round_below_min_clients_is_skipped_with_the_model_unchanged():
+    config = small_config(**{"federated.min_clients": 4, "federated.rounds": 2})
+    grid = FakeGrid(config, 4, fail={103: {"train"}})
+    result = run_federation(grid, config, n_items=150)
+    assert all("skipped" in entry for entry in result["history"])
+    initial = mf.init_item_side(150, 8, config.model.init_std, 3.0, init_rng(config.model.seed, ITEM_STREAM))
+    np.testing.assert_array_equal(result["item_model"]["q"], initial.q)
+
+
+def test_client_sampling_uses_the_requested_count():
+    config = small_config(**{"federated.clients_per_round": 2, "federated.eval_every": 5})
+    grid = FakeGrid(config, 4)
+    result = run_federation(grid, config, n_items=150)
+    assert [entry["sampled"] for entry in result["history"]] == [2] * 5
+
+
+def test_delta_mode_learns():
+    config = small_config(**{"federated.update": "delta", "federated.local_epochs": 3, "federated.rounds": 15,
+                             "federated.server_optimizer": "sgd", "federated.server_lr": 1.0,
+                             "federated.client_optimizer": "adam", "federated.client_lr": 0.05})
+    result = run_federation(FakeGrid(config, 4), config, n_items=150)
+    rmse = [entry["rmse"] for entry in result["history"]]
+    assert rmse[-1] < rmse[0] - 0.05
+
+
+def test_malformed_client_vector_is_rejected_not_summed():
+    config = small_config(**{"federated.rounds": 1, "federated.num_clients": 3})
+    grid = FakeGrid(config, 3)
+    original = grid.app
+
+    class Corrupting:
+        def __call__(self, message, context):
+            reply = original(message, context)
+            if context.node_id == 101:
+                from flwr.app import Array, ArrayRecord
+
+                reply.content.array_records[protocol.REPLY] = ArrayRecord({"vector": Array(np.zeros(3))})
+            return reply
+
+    grid.app = Corrupting()
+    result = run_federation(grid, config, n_items=150)
+    assert result["history"][0]["clients"] == 2
+    assert any("shape" in f for f in result["history"][0]["failures"])
+
+
+@pytest.mark.flower
+def test_flower_simulation_engine_end_to_end(tmp_path):
+    """The real simulation engine (Ray), a few clients, two rounds, through the command line."""
+    from shared.cli import main
+
+    out = tmp_path / "result.json"
+    code = main(["simulate", "--set", "synthetic.n_users=90", "--set", "synthetic.n_items=120",
+                 "--set", "synthetic.n_ratings=3000", "--factors", "4", "--num-clients", "3", "--rounds", "2",
+                 "--json", str(out), "--model-out", str(tmp_path / "item.npz")])
+    assert code == 0
+    import json
+
+    result = json.loads(out.read_text())
+    assert [entry["round"] for entry in result["history"]] == [1, 2]
+    for key in ("rmse", "mae", "wall_seconds"):
+        assert np.isfinite(result[key])
+    for entry in result["history"]:
+        assert entry["clients"] == 3 and entry["bytes_up"] > 0 and entry["bytes_down"] > 0 and entry["seconds"] > 0
+    saved = np.load(tmp_path / "item.npz")
+    assert saved["q"].shape == (120, 4)
