@@ -175,3 +175,11 @@ def test_train_without_test_is_an_error(tmp_path: Path, capsys: pytest.CaptureFi
     train.write_text("1,10,5\n")
     assert cli.main(["baseline", "--train", str(train)]) == 2
     assert "give both --train FILE and --test FILE" in capsys.readouterr().err
+
+
+def test_baseline_table_follows_top_k(capsys: pytest.CaptureFixture) -> None:
+    assert cli.main(["baseline", *SMALL_SYNTHETIC, "--epochs", "3", "--set", "eval.top_k=5"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert "NDCG@5" in table[0] and "@10" not in table[0]
+    mf_row = table[-1].split()
+    assert mf_row[0] == "MF" and "-" not in mf_row[4:8]  # ranking columns are filled in

@@ -45,7 +45,9 @@ def run(args: argparse.Namespace) -> int:
     mean = global_mean_reference(train, test, config.eval)
     rows = [{"name": "global mean", **mean}, {"name": "biases only", **biases},
             {"name": f"MF (k={config.model.factors})", **result}]
-    print(format_table(rows, COLUMNS))
+    k = config.eval.top_k  # COLUMNS name the default @10; show the configured list length instead
+    columns = [(key.replace("@10", f"@{k}"), header.replace("@10", f"@{k}"), fmt) for key, header, fmt in COLUMNS]
+    print(format_table(rows, columns))
     if args.json is not None:
         atomic.write_json(args.json, {
             **result,
