@@ -36,7 +36,8 @@ def sample_nodes(nodes: list[int], config: FedrecConfig, round_number: int) -> l
     if count >= len(nodes):
         return list(nodes)
     rng = np.random.default_rng(np.random.SeedSequence([fed.seed, 0x5A3, round_number]))
-    return sorted(rng.choice(nodes, size=count, replace=False).tolist())
+    # Draw positions, not ids: Flower's node ids are 64-bit and numpy would turn a mix of them into floats.
+    return [nodes[i] for i in sorted(rng.choice(len(nodes), size=count, replace=False))]
 
 
 def make_aggregator(grid: Grid, config: FedrecConfig) -> VectorSum:

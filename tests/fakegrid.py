@@ -11,6 +11,10 @@ from client.app import build_client_app
 from shared.config import FedrecConfig
 
 
+def node_ids(num_nodes: int) -> list[int]:
+    return [101 + k * ((2**64 - 1000) // num_nodes) for k in range(num_nodes)]
+
+
 class FakeGrid:
     """Delivers each message to an in-process ClientApp with its own persistent Context, like a SuperNode."""
 
@@ -18,12 +22,14 @@ class FakeGrid:
         # Flower stamps messages with the running task's identity; outside a real run we set one.
         TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 1, 1
         self.app = build_client_app(config)
+        # Ids spread over the whole 64-bit range, as Flower's are, so that id handling is tested as in a real run.
+        self.node_ids = node_ids(num_nodes)
         self.contexts = {
-            node: Context(run_id=1, node_id=node, node_config={"partition-id": node - 101, "num-partitions": num_nodes},
+            node: Context(run_id=1, node_id=node, node_config={"partition-id": k, "num-partitions": num_nodes},
                           state=RecordDict(), run_config={})
-            for node in range(101, 101 + num_nodes)
+            for k, node in enumerate(self.node_ids)
         }
-        self.fail = fail or {}  # node -> set of "<task>" or "<stage>" on which it drops (no reply)
+        self.fail = fail or {}  # node id -> set of "<task>" or "<stage>" on which it drops (no reply)
         self.sent: list[Message] = []
         self.received: list[Message] = []
 

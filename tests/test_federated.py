@@ -12,7 +12,7 @@ from shared.data.load import load_train_test
 from shared.data.partition import partition_users
 from shared.federated import ClientData, ClientTrainer, train_length
 from shared.train import ITEM_STREAM, fit, init_rng
-from tests.fakegrid import FakeGrid
+from tests.fakegrid import FakeGrid, node_ids
 
 SMALL = {
     "synthetic.n_users": 120, "synthetic.n_items": 150, "synthetic.n_ratings": 4000,
@@ -80,16 +80,16 @@ def test_only_sums_reach_the_server():
 
 def test_failed_client_is_left_out_and_training_goes_on():
     config = small_config(**{"federated.eval_every": 5})
-    grid = FakeGrid(config, 4, fail={102: {"train"}})
+    grid = FakeGrid(config, 4, fail={node_ids(4)[1]: {"train"}})
     result = run_federation(grid, config, n_items=150)
     assert [entry["clients"] for entry in result["history"]] == [3] * 5
-    assert all(any("102" in f for f in entry["failures"]) for entry in result["history"])
+    assert all(any(str(node_ids(4)[1]) in f for f in entry["failures"]) for entry in result["history"])
     assert np.isfinite(result["rmse"])
 
 
 def test_round_below_min_clients_is_skipped_with_the_model_unchanged():
     config = small_config(**{"federated.min_clients": 4, "federated.rounds": 2})
-    grid = FakeGrid(config, 4, fail={103: {"train"}})
+    grid = FakeGrid(config, 4, fail={node_ids(4)[2]: {"train"}})
     result = run_federation(grid, config, n_items=150)
     assert all("skipped" in entry for entry in result["history"])
     initial = mf.init_item_side(150, 8, config.model.init_std, 3.0, init_rng(config.model.seed, ITEM_STREAM))
@@ -120,7 +120,7 @@ def test_malformed_client_vector_is_rejected_not_summed():
     class Corrupting:
         def __call__(self, message, context):
             reply = original(message, context)
-            if context.node_id == 101:
+            if context.node_id == node_ids(3)[0]:
                 from flwr.app import Array, ArrayRecord
 
                 reply.content.array_records[protocol.REPLY] = ArrayRecord({"vector": Array(np.zeros(3))})
