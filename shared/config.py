@@ -128,8 +128,8 @@ class FederatedConfig(_Section):
     """Evaluate on every client's test ratings every this many rounds (and always after the last)."""
     seed: int = 0
     """Seed of client sampling."""
-    secure: bool = False
-    """Sum the clients' vectors with secure aggregation, so the server learns only the sum."""
+    secure: bool = True
+    """Sum the clients' vectors with secure aggregation, so the server learns only the sum (the default)."""
 
 
 class FedrecConfig(_Section):

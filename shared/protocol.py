@@ -9,3 +9,7 @@ REPLY = "fedrec.reply"
 
 TASK_STATS, TASK_TRAIN, TASK_EVALUATE = "stats", "train", "evaluate"
 STAGE_PLAIN = "plain"
+SECAGG = "fedrec.secagg"
+"""ConfigRecord: one secure-aggregation stage's payload (scalars, bytes and lists)."""
+SECAGG_ARRAYS = "fedrec.secagg.arrays"
+"""ArrayRecord: the payload's arrays (the masked input)."""

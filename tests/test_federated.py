@@ -17,6 +17,7 @@ from tests.fakegrid import FakeGrid, node_ids
 SMALL = {
     "synthetic.n_users": 120, "synthetic.n_items": 150, "synthetic.n_ratings": 4000,
     "model.factors": 8, "federated.num_clients": 4, "federated.rounds": 5,
+    "federated.secure": False,  # the plain sum; tests/test_secure_federated.py covers secure aggregation
 }
 
 
@@ -139,7 +140,7 @@ def test_flower_simulation_engine_end_to_end(tmp_path):
 
     out = tmp_path / "result.json"
     code = main(["simulate", "--set", "synthetic.n_users=90", "--set", "synthetic.n_items=120",
-                 "--set", "synthetic.n_ratings=3000", "--factors", "4", "--num-clients", "3", "--rounds", "2",
+                 "--set", "synthetic.n_ratings=3000", "--factors", "4", "--num-clients", "3", "--rounds", "2", "--no-secure",
                  "--json", str(out), "--model-out", str(tmp_path / "item.npz")])
     assert code == 0
     import json
