@@ -11,8 +11,15 @@ from typing import Any
 from shared.errors import FedrecError
 
 
-def write_bytes(path: Path, data: bytes) -> None:
-    """Either the whole new file appears at `path`, or nothing changes."""
+def _default_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def write_bytes(path: Path, data: bytes, mode: int | None = None) -> None:
+    """Either the whole new file appears at `path`, or nothing changes. `mode` defaults to what
+    open() would give (0666 less the umask); mkstemp alone would leave every output private (0600)."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -22,6 +29,7 @@ def write_bytes(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
+        os.chmod(temporary, _default_mode() if mode is None else mode)
         os.replace(temporary, path)
     except BaseException as exc:
         Path(temporary).unlink(missing_ok=True)
@@ -30,8 +38,8 @@ def write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
-def write_text(path: Path, text: str) -> None:
-    write_bytes(path, text.encode("utf-8"))
+def write_text(path: Path, text: str, mode: int | None = None) -> None:
+    write_bytes(path, text.encode("utf-8"), mode)
 
 
 def write_json(path: Path, payload: Any) -> None:
