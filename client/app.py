@@ -38,7 +38,10 @@ def compute_vector(msg: Message, context: Context, config: FedrecConfig) -> np.n
         arrays = msg.content.array_records[protocol.ITEM]
         item = mf.ItemSide(arrays["q"].numpy().copy(), arrays["bi"].numpy().copy(), float(settings["mu"]))
         if task == protocol.TASK_TRAIN:
-            vector = trainer.train(item)
+            parts = []
+            if settings["evaluate"]:  # the received model, evaluated before training changes the user side
+                parts.append(trainer.evaluate(item, arrays["known"].numpy().astype(bool)))
+            vector = np.concatenate([*parts, trainer.train(item)])
         elif task == protocol.TASK_EVALUATE:
             vector = trainer.evaluate(item, arrays["known"].numpy().astype(bool))
         else:

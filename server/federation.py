@@ -51,8 +51,13 @@ def make_aggregator(grid: Grid, config: FedrecConfig) -> VectorSum:
 def run_federation(
     grid: Grid, config: FedrecConfig, n_items: int, on_round: Callable[[dict], None] | None = None
 ) -> dict:
-    """Train for `federated.rounds` rounds; returns the results (final metrics and per-round history)."""
-    fed = config.federated
+    """Train for `federated.rounds` rounds; returns the results (final metrics and per-round history).
+
+    The model after round m is evaluated at the start of round m+1: when every client takes part in that
+    round, the evaluation sums ride on the training exchange (one secure sum instead of two); otherwise it
+    is its own exchange with all clients. The last round is evaluated by a final exchange.
+    """
+    fed, k = config.federated, config.eval.top_k
     start = time.perf_counter()
     nodes = wait_for_nodes(grid, fed.num_clients)
     aggregator = make_aggregator(grid, config)
@@ -60,39 +65,64 @@ def run_federation(
     if stats.total is None:
         raise FedrecError(f"no client answered the statistics round: {'; '.join(stats.failures)}")
     mu, item_known = federated.mean_and_known_items(stats.total)
+    known = item_known.astype(np.uint8)
     server = federated.ServerModel(n_items, config, mu)
+    train_length = federated.train_length(n_items, config.model.factors)
+    eval_length = federated.eval_length(n_items)
     history: list[dict] = []
-    evaluation: dict = {}
+    final: dict = {}
+
+    def due(round_number: int) -> bool:
+        return round_number >= 1 and (round_number % fed.eval_every == 0 or round_number == fed.rounds)
+
+    def record(entry: dict, total: np.ndarray | None) -> None:
+        if total is not None:
+            final.update(federated.finalize_eval(total, k))
+            entry.update({key: final[key] for key in ("rmse", "mae", f"ndcg@{k}")})
+        if on_round is not None:
+            on_round(entry)
+
+    def evaluate(round_number: int) -> SumResult:
+        return aggregator.sum(nodes, {"task": protocol.TASK_EVALUATE, "round": round_number, "mu": mu},
+                              {**server.item.arrays(), "known": known}, eval_length, f"{round_number}.eval")
+
     for round_number in range(1, fed.rounds + 1):
         round_start = time.perf_counter()
         sampled = sample_nodes(nodes, config, round_number)
-        item_arrays = server.item.arrays()
-        train = aggregator.sum(sampled, {"task": protocol.TASK_TRAIN, "round": round_number, "mu": mu},
-                               item_arrays, federated.train_length(n_items, config.model.factors), str(round_number))
+        evaluate_previous = due(round_number - 1)
+        piggyback = evaluate_previous and len(sampled) == len(nodes)
+        exchanges: list[SumResult] = []
+        if evaluate_previous and not piggyback:
+            exchanges.append(evaluate(round_number - 1))
+            record(history[-1], exchanges[-1].total)
+        arrays = {**server.item.arrays(), **({"known": known} if piggyback else {})}
+        train = aggregator.sum(
+            sampled, {"task": protocol.TASK_TRAIN, "round": round_number, "mu": mu, "evaluate": piggyback},
+            arrays, train_length + (eval_length if piggyback else 0), str(round_number))
+        exchanges.append(train)
+        total = train.total
+        if piggyback:
+            record(history[-1], None if total is None else total[:eval_length])
+            total = None if total is None else total[eval_length:]
         entry: dict = {"round": round_number, "clients": len(train.participants), "sampled": len(sampled)}
-        if train.total is None or len(train.participants) < fed.min_clients:
+        if total is None or len(train.participants) < fed.min_clients:
             entry["skipped"] = f"{len(train.participants)} replies, fewer than min_clients = {fed.min_clients}"
             log.warning("round %d skipped: %s", round_number, entry["skipped"])
         else:
-            entry.update(server.apply(train.total))
-        exchanges: list[SumResult] = [train]
-        if round_number % fed.eval_every == 0 or round_number == fed.rounds:
-            arrays = {**server.item.arrays(), "known": item_known.astype(np.uint8)}
-            result = aggregator.sum(nodes, {"task": protocol.TASK_EVALUATE, "round": round_number, "mu": mu},
-                                    arrays, federated.eval_length(n_items), f"{round_number}.eval")
-            exchanges.append(result)
-            if result.total is not None:
-                evaluation = federated.finalize_eval(result.total, config.eval.top_k)
-                entry.update({key: evaluation[key] for key in ("rmse", "mae", f"ndcg@{config.eval.top_k}")})
+            entry.update(server.apply(total))
+        if round_number == fed.rounds:
+            exchanges.append(evaluate(round_number))
         entry["seconds"] = time.perf_counter() - round_start
         entry["bytes_up"] = sum(x.bytes_up for x in exchanges)
         entry["bytes_down"] = sum(x.bytes_down for x in exchanges)
         entry["failures"] = [f for x in exchanges for f in x.failures]
         history.append(entry)
-        if on_round is not None:
-            on_round(entry)
+        if round_number == fed.rounds:
+            record(entry, exchanges[-1].total)
+        elif not due(round_number) and on_round is not None:
+            on_round(entry)  # nothing more will be added to this round's entry
     return {
-        **evaluation,
+        **final,
         "wall_seconds": time.perf_counter() - start,
         "rounds": fed.rounds,
         "num_clients": len(nodes),

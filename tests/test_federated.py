@@ -61,7 +61,8 @@ def test_only_sums_reach_the_server():
     grid = FakeGrid(config, 4)
     run_federation(grid, config, n_items=150)
     train, _ = load_train_test(config)
-    layouts = {2 + 150, train_length(150, 8), 7 + 150}
+    evaluation = 7 + 150
+    layouts = {2 + 150, train_length(150, 8), evaluation, evaluation + train_length(150, 8)}
     assert grid.received
     for reply in grid.received:
         content = reply.content
