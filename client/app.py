@@ -2,61 +2,83 @@
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import numpy as np
 from flwr.app import Array, ArrayRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
-from client.data import partition_data
+from client.data import file_data, partition_data
+from client.state import load_user_state, save_user_state
 from shared import mf, protocol
 from shared.config import FedrecConfig
-from shared.federated import ClientTrainer
+from shared.federated import ClientData, ClientTrainer
 from shared.runconfig import from_run_config
 
-STATE_KEY = "fedrec.user-state"
+# Node-config keys of a deployed client (set by `fedrec client`); in simulation the partition keys are used.
+DATA_FILE, TEST_FILE, STATE_DIR = "data-file", "test-file", "state-dir"
+RATING_MIN, RATING_MAX, ON_BAD_ROWS = "rating-min", "rating-max", "on-bad-rows"
 
 
-def _load_state(context: Context) -> dict[str, np.ndarray] | None:
-    if STATE_KEY not in context.state.array_records:
-        return None
-    return {key: array.numpy() for key, array in context.state.array_records[STATE_KEY].items()}
+def effective_config(msg: Message, context: Context, base: FedrecConfig | None) -> FedrecConfig:
+    """The model, training and evaluation settings come from the server; the data settings are the client's."""
+    config = base or from_run_config(context.run_config)
+    node = context.node_config
+    data_updates = {key: node[name] for key, name in
+                    (("rating_min", RATING_MIN), ("rating_max", RATING_MAX), ("on_bad_rows", ON_BAD_ROWS)) if name in node}
+    if data_updates:
+        config = config.model_copy(update={"data": config.data.model_copy(update=data_updates)})
+    settings = msg.content.config_records[protocol.CONFIG].get(protocol.SETTINGS)
+    if settings:
+        server = FedrecConfig.model_validate_json(settings)
+        config = config.model_copy(update={"model": server.model, "federated": server.federated, "eval": server.eval})
+    return config
 
 
-def _save_state(context: Context, state: dict[str, np.ndarray]) -> None:
-    context.state.array_records[STATE_KEY] = ArrayRecord({k: Array(np.ascontiguousarray(v)) for k, v in state.items()})
+def client_data(msg: Message, context: Context, config: FedrecConfig) -> tuple[ClientData, int, Path | None]:
+    """(this client's ratings, the seed of its initial user factors, its state folder)."""
+    node = context.node_config
+    if DATA_FILE in node:
+        train_file = Path(str(node[DATA_FILE]))
+        test_file = Path(str(node[TEST_FILE])) if node.get(TEST_FILE) else None
+        catalogue = tuple(msg.content.config_records[protocol.CONFIG][protocol.ITEMS])
+        seed = int.from_bytes(hashlib.sha256(str(train_file.resolve()).encode()).digest()[:4], "big")
+        state_dir = Path(str(node[STATE_DIR])) if node.get(STATE_DIR) else None
+        return file_data(config, train_file, test_file, catalogue), seed, state_dir
+    partition_id = int(node["partition-id"])
+    return partition_data(config, partition_id, int(node["num-partitions"])), partition_id, None
 
 
 def compute_vector(msg: Message, context: Context, config: FedrecConfig) -> np.ndarray:
     """The float vector this client contributes for the message's task (stats, train or evaluate)."""
     settings = msg.content.config_records[protocol.CONFIG]
-    partition_id = int(context.node_config["partition-id"])
-    data = partition_data(config, partition_id, int(context.node_config["num-partitions"]))
-    trainer = ClientTrainer(data, config, partition_id, _load_state(context))
+    data, seed, state_dir = client_data(msg, context, config)
+    trainer = ClientTrainer(data, config, seed, load_user_state(context, state_dir))
     task = settings["task"]
     if task == protocol.TASK_STATS:
-        vector = trainer.stats()
-    else:
-        arrays = msg.content.array_records[protocol.ITEM]
-        item = mf.ItemSide(arrays["q"].numpy().copy(), arrays["bi"].numpy().copy(), float(settings["mu"]))
-        if task == protocol.TASK_TRAIN:
-            parts = []
-            if settings["evaluate"]:  # the received model, evaluated before training changes the user side
-                parts.append(trainer.evaluate(item, arrays["known"].numpy().astype(bool)))
-            vector = np.concatenate([*parts, trainer.train(item)])
-        elif task == protocol.TASK_EVALUATE:
-            vector = trainer.evaluate(item, arrays["known"].numpy().astype(bool))
-        else:
-            raise ValueError(f"unknown task {task!r}")
-    _save_state(context, trainer.state())
-    return vector
+        return trainer.stats()
+    arrays = msg.content.array_records[protocol.ITEM]
+    item = mf.ItemSide(arrays["q"].numpy().copy(), arrays["bi"].numpy().copy(), float(settings["mu"]))
+    if task == protocol.TASK_EVALUATE:
+        return trainer.evaluate(item, arrays["known"].numpy().astype(bool))
+    if task != protocol.TASK_TRAIN:
+        raise ValueError(f"unknown task {task!r}")
+    parts = []
+    if settings["evaluate"]:  # the received model, evaluated before training changes the user side
+        parts.append(trainer.evaluate(item, arrays["known"].numpy().astype(bool)))
+    parts.append(trainer.train(item))
+    save_user_state(context, state_dir, trainer.state())
+    return np.concatenate(parts)
 
 
 def build_client_app(config: FedrecConfig | None = None) -> ClientApp:
-    """A ClientApp bound to `config`, or reading `[tool.flwr.app.config]` when run by `flwr run`."""
+    """A ClientApp bound to `config` (simulation), or reading `[tool.flwr.app.config]` (flwr run)."""
     app = ClientApp()
 
     @app.train()
     def handle(msg: Message, context: Context) -> Message:
-        run_config = config or from_run_config(context.run_config)
+        run_config = effective_config(msg, context, config)
         stage = msg.content.config_records[protocol.CONFIG]["stage"]
         if stage == protocol.STAGE_PLAIN:
             vector = compute_vector(msg, context, run_config)

@@ -1,14 +1,17 @@
-"""Loading one client's private ratings: its partition in simulation, cached per process."""
+"""Loading one client's private ratings: a partition of a dataset in simulation, or its own files in deployment."""
 
 from __future__ import annotations
 
 import functools
+import sys
+from pathlib import Path
 
 import numpy as np
 
 from shared.config import FedrecConfig
-from shared.data.load import load_train_test
+from shared.data.load import load_train_test, read_files
 from shared.data.partition import partition_users
+from shared.data.ratings import Ratings
 from shared.federated import ClientData
 
 
@@ -29,3 +32,32 @@ def partition_data(config: FedrecConfig, partition_id: int, num_partitions: int)
     data_json = config.model_dump_json(include={"data", "synthetic"})
     fed = config.federated
     return _partition(data_json, fed.partition, fed.seed, partition_id, num_partitions)
+
+
+def _on_catalogue(ratings: Ratings, index_of: dict[str, int], n_items: int) -> Ratings:
+    codes = np.array([index_of.get(item, -1) for item in ratings.item_ids], dtype=np.int64)  # one per item id
+    mapped = codes[ratings.items]
+    kept = ratings.subset(mapped >= 0)
+    return Ratings(kept.users, mapped[mapped >= 0], kept.values, kept.timestamps, ratings.user_ids,
+                   np.empty(n_items, dtype=str), ratings.rating_min, ratings.rating_max)
+
+
+def file_data(config: FedrecConfig, train_file: Path, test_file: Path | None, catalogue: tuple[str, ...]) -> ClientData:
+    """This client's own files, validated, with items coded by the server's public catalogue."""
+    stamp = tuple(p.stat().st_mtime_ns for p in (train_file, test_file) if p is not None)
+    return _file_data(config.model_dump_json(include={"data"}), train_file, test_file, stamp, catalogue)
+
+
+@functools.lru_cache(maxsize=4)
+def _file_data(data_json: str, train_file: Path, test_file: Path | None, stamp: tuple, catalogue: tuple[str, ...]) -> ClientData:
+    config = FedrecConfig.model_validate_json(data_json)
+    paths = [train_file] + ([test_file] if test_file is not None else [])
+    tables = read_files(paths, config)
+    index_of = {item: k for k, item in enumerate(catalogue)}
+    coded = [_on_catalogue(table, index_of, len(catalogue)) for table in tables]
+    unknown = sum(len(table) - len(kept) for table, kept in zip(tables, coded))
+    if unknown:
+        print(f"fedrec client: {unknown} ratings of items outside the server's catalogue were left out", file=sys.stderr)
+    train = coded[0]
+    test = coded[1] if test_file is not None else train.subset(np.zeros(len(train), dtype=bool))
+    return ClientData(train, test)

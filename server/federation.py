@@ -49,7 +49,11 @@ def make_aggregator(grid: Grid, config: FedrecConfig) -> VectorSum:
 
 
 def run_federation(
-    grid: Grid, config: FedrecConfig, n_items: int, on_round: Callable[[dict], None] | None = None
+    grid: Grid,
+    config: FedrecConfig,
+    n_items: int,
+    on_round: Callable[[dict], None] | None = None,
+    catalogue: list[str] | None = None,
 ) -> dict:
     """Train for `federated.rounds` rounds; returns the results (final metrics and per-round history).
 
@@ -61,7 +65,12 @@ def run_federation(
     start = time.perf_counter()
     nodes = wait_for_nodes(grid, fed.num_clients)
     aggregator = make_aggregator(grid, config)
-    stats = aggregator.sum(nodes, {"task": protocol.TASK_STATS, "round": 0}, {}, federated.stats_length(n_items), "0")
+    # Every task message carries the settings clients must follow and, in deployment, the item catalogue.
+    common = {protocol.SETTINGS: config.model_dump_json(include={"model", "federated", "eval"})}
+    if catalogue is not None:
+        common[protocol.ITEMS] = list(catalogue)
+    stats = aggregator.sum(nodes, {**common, "task": protocol.TASK_STATS, "round": 0}, {},
+                           federated.stats_length(n_items), "0")
     if stats.total is None:
         raise FedrecError(f"no client answered the statistics round: {'; '.join(stats.failures)}")
     mu, item_known = federated.mean_and_known_items(stats.total)
@@ -83,7 +92,7 @@ def run_federation(
             on_round(entry)
 
     def evaluate(round_number: int) -> SumResult:
-        return aggregator.sum(nodes, {"task": protocol.TASK_EVALUATE, "round": round_number, "mu": mu},
+        return aggregator.sum(nodes, {**common, "task": protocol.TASK_EVALUATE, "round": round_number, "mu": mu},
                               {**server.item.arrays(), "known": known}, eval_length, f"{round_number}.eval")
 
     for round_number in range(1, fed.rounds + 1):
@@ -97,7 +106,7 @@ def run_federation(
             record(history[-1], exchanges[-1].total)
         arrays = {**server.item.arrays(), **({"known": known} if piggyback else {})}
         train = aggregator.sum(
-            sampled, {"task": protocol.TASK_TRAIN, "round": round_number, "mu": mu, "evaluate": piggyback},
+            sampled, {**common, "task": protocol.TASK_TRAIN, "round": round_number, "mu": mu, "evaluate": piggyback},
             arrays, train_length + (eval_length if piggyback else 0), str(round_number))
         exchanges.append(train)
         total = train.total

@@ -72,12 +72,13 @@ def config_from_args(args: argparse.Namespace) -> FedrecConfig:
 
 def _commands() -> dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]]:
     # Each job module keeps its heavy imports (Flower, Ray) inside its handler, so building the parser is cheap.
-    from shared.jobs import baseline, data
+    from shared.jobs import baseline, certs, data
     from simulations import compare
     from simulations import run as simulate
 
     return {
         "baseline": ("train the centralised MF baseline and print its metrics", baseline.register),
+        "certs": ("make TLS certificates and SuperNode keys for a deployment", certs.register),
         "compare": ("compare federated and centralised training: a report with tables and plots", compare.register),
         "data": ("fetch, check and split rating data", data.register),
         "simulate": ("run a federated simulation on Flower's simulation engine", simulate.register),

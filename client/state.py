@@ -1,0 +1,32 @@
+"""Where a client keeps its users' parameters between rounds: the node's state, and its state folder if given."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from flwr.app import Array, ArrayRecord, Context
+
+from shared import atomic
+
+STATE_KEY = "fedrec.user-state"
+STATE_FILE = "user-state.npz"
+
+
+def load_user_state(context: Context, state_dir: Path | None) -> dict[str, np.ndarray] | None:
+    """The saved user side and optimizer state; the folder wins, so a restarted client keeps its factors."""
+    if state_dir is not None and (state_dir / STATE_FILE).exists():
+        with np.load(state_dir / STATE_FILE) as saved:
+            return {key: saved[key] for key in saved.files}
+    if STATE_KEY in context.state.array_records:
+        return {key: array.numpy() for key, array in context.state.array_records[STATE_KEY].items()}
+    return None
+
+
+def save_user_state(context: Context, state_dir: Path | None, state: dict[str, np.ndarray]) -> None:
+    context.state.array_records[STATE_KEY] = ArrayRecord({k: Array(np.ascontiguousarray(v)) for k, v in state.items()})
+    if state_dir is not None:
+        stream = io.BytesIO()
+        np.savez(stream, **state)
+        atomic.write_bytes(state_dir / STATE_FILE, stream.getvalue(), mode=0o600)
