@@ -16,9 +16,8 @@ from shared.config import FedrecConfig
 from shared.federated import ClientData, ClientTrainer
 from shared.runconfig import from_run_config
 
-# Node-config keys of a deployed client (set by `fedrec client`); in simulation the partition keys are used.
-DATA_FILE, TEST_FILE, STATE_DIR = "data-file", "test-file", "state-dir"
-RATING_MIN, RATING_MAX, ON_BAD_ROWS = "rating-min", "rating-max", "on-bad-rows"
+DATA_FILE, TEST_FILE, STATE_DIR = protocol.NODE_DATA_FILE, protocol.NODE_TEST_FILE, protocol.NODE_STATE_DIR
+RATING_MIN, RATING_MAX, ON_BAD_ROWS = protocol.NODE_RATING_MIN, protocol.NODE_RATING_MAX, protocol.NODE_ON_BAD_ROWS
 
 
 def effective_config(msg: Message, context: Context, base: FedrecConfig | None) -> FedrecConfig:

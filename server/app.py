@@ -2,25 +2,49 @@
 
 from __future__ import annotations
 
+import io
+import json
 import logging
 from collections.abc import Callable
+from pathlib import Path
 
+import numpy as np
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
 from server.federation import run_federation
+from server.state import Checkpoint
+from shared import atomic
 from shared.config import FedrecConfig
 from shared.data.load import load_dataset
 from shared.runconfig import from_run_config
 
-
+RUN_SPEC_KEY = "fedrec-run"  # run-config key naming the JSON spec that `fedrec server` writes
 flower_log = logging.getLogger("flwr")  # streamed to `flwr run --stream` and the SuperLink log
 
 
 def log_round(entry: dict) -> None:
     rmse = f"{entry['rmse']:.4f}" if "rmse" in entry else "-"
-    flower_log.info("fedrec round %d: %d clients, test RMSE %s, %.2f s, %d bytes up, %d bytes down",
-                    entry["round"], entry["clients"], rmse, entry["seconds"], entry["bytes_up"], entry["bytes_down"])
+    note = f" SKIPPED ({entry['skipped']})" if "skipped" in entry else ""
+    flower_log.info("fedrec round %d: %d clients, test RMSE %s, %.2f s, %d bytes up, %d bytes down%s",
+                    entry["round"], entry["clients"], rmse, entry["seconds"], entry["bytes_up"], entry["bytes_down"], note)
+
+
+def run_deployment(grid: Grid, spec_path: Path) -> None:
+    """The run `fedrec server` submitted: its spec names the config, catalogue, state folder and outputs."""
+    spec = json.loads(spec_path.read_text())
+    config = FedrecConfig.model_validate(spec["config"])
+    catalogue = json.loads(Path(spec["catalogue"]).read_text())
+    state_dir = Path(spec["state_dir"])
+    checkpoint = Checkpoint(state_dir)
+    result = run_federation(grid, config, len(catalogue), log_round, catalogue=catalogue,
+                            checkpoint=checkpoint, resume=spec["resume"] and checkpoint.exists())
+    item = result.pop("item_model")
+    stream = io.BytesIO()
+    np.savez(stream, q=item["q"], bi=item["bi"], mu=item["mu"], items=np.array(catalogue))
+    atomic.write_bytes(state_dir / "item-model.npz", stream.getvalue())
+    atomic.write_json(Path(spec["json"]), {**result, "config": spec["config"]})
+    flower_log.info("fedrec finished: test RMSE %.4f, MAE %.4f", result["rmse"], result["mae"])
 
 
 def build_server_app(
@@ -29,11 +53,14 @@ def build_server_app(
     on_round: Callable[[dict], None] | None = None,
     on_result: Callable[[dict], None] | None = None,
 ) -> ServerApp:
-    """A ServerApp bound to `config`, or reading `[tool.flwr.app.config]` when run by `flwr run`."""
+    """A ServerApp bound to `config` (simulation), or reading its run config (`flwr run`, `fedrec server`)."""
     app = ServerApp()
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
+        if context.run_config.get(RUN_SPEC_KEY):
+            run_deployment(grid, Path(str(context.run_config[RUN_SPEC_KEY])))
+            return
         run_config = config or from_run_config(context.run_config)
         # The item catalogue is public (its size fixes the vector layout); ratings stay with the clients.
         items = n_items if n_items is not None else load_dataset(run_config).n_items

@@ -10,6 +10,7 @@ import numpy as np
 from flwr.serverapp import Grid
 
 from server.aggregation import PlainSum, SumResult, VectorSum
+from server.state import Checkpoint, Saved
 from shared import federated, protocol
 from shared.config import FedrecConfig
 from shared.errors import FedrecError
@@ -54,6 +55,8 @@ def run_federation(
     n_items: int,
     on_round: Callable[[dict], None] | None = None,
     catalogue: list[str] | None = None,
+    checkpoint: Checkpoint | None = None,
+    resume: bool = False,
 ) -> dict:
     """Train for `federated.rounds` rounds; returns the results (final metrics and per-round history).
 
@@ -69,16 +72,28 @@ def run_federation(
     common = {protocol.SETTINGS: config.model_dump_json(include={"model", "federated", "eval"})}
     if catalogue is not None:
         common[protocol.ITEMS] = list(catalogue)
-    stats = aggregator.sum(nodes, {**common, "task": protocol.TASK_STATS, "round": 0}, {},
-                           federated.stats_length(n_items), "0")
-    if stats.total is None:
-        raise FedrecError(f"no client answered the statistics round: {'; '.join(stats.failures)}")
-    mu, item_known = federated.mean_and_known_items(stats.total)
-    known = item_known.astype(np.uint8)
-    server = federated.ServerModel(n_items, config, mu)
+    history: list[dict] = []
+    first_round = 1
+    if resume:
+        saved = checkpoint.load()
+        if saved.q.shape != (n_items, config.model.factors):
+            raise FedrecError(f"cannot resume: the checkpoint holds {saved.q.shape[0]} items x {saved.q.shape[1]} "
+                              f"factors, this run has {n_items} x {config.model.factors}")
+        mu, known, history, first_round = saved.mu, saved.known, saved.history, saved.round + 1
+        server = federated.ServerModel(n_items, config, mu)
+        server.item.q[:], server.item.bi[:] = saved.q, saved.bi
+        server.optimizer.load_state(saved.optimizer)
+        log.info("resuming after round %d", saved.round)
+    else:
+        stats = aggregator.sum(nodes, {**common, "task": protocol.TASK_STATS, "round": 0}, {},
+                               federated.stats_length(n_items), "0")
+        if stats.total is None:
+            raise FedrecError(f"no client answered the statistics round: {'; '.join(stats.failures)}")
+        mu, item_known = federated.mean_and_known_items(stats.total)
+        known = item_known.astype(np.uint8)
+        server = federated.ServerModel(n_items, config, mu)
     train_length = federated.train_length(n_items, config.model.factors)
     eval_length = federated.eval_length(n_items)
-    history: list[dict] = []
     final: dict = {}
 
     def due(round_number: int) -> bool:
@@ -95,7 +110,7 @@ def run_federation(
         return aggregator.sum(nodes, {**common, "task": protocol.TASK_EVALUATE, "round": round_number, "mu": mu},
                               {**server.item.arrays(), "known": known}, eval_length, f"{round_number}.eval")
 
-    for round_number in range(1, fed.rounds + 1):
+    for round_number in range(first_round, fed.rounds + 1):
         round_start = time.perf_counter()
         sampled = sample_nodes(nodes, config, round_number)
         evaluate_previous = due(round_number - 1)
@@ -126,10 +141,15 @@ def run_federation(
         entry["bytes_down"] = sum(x.bytes_down for x in exchanges)
         entry["failures"] = [f for x in exchanges for f in x.failures]
         history.append(entry)
+        if checkpoint is not None:
+            checkpoint.save(Saved(round_number, server.item.q, server.item.bi, mu, known,
+                                  server.optimizer.state, history))
         if round_number == fed.rounds:
             record(entry, exchanges[-1].total)
         elif not due(round_number) and on_round is not None:
             on_round(entry)  # nothing more will be added to this round's entry
+    if "rmse" not in final and history:  # resumed after the last round was trained but not yet evaluated
+        record(history[-1], evaluate(history[-1]["round"]).total)
     return {
         **final,
         "wall_seconds": time.perf_counter() - start,

@@ -73,6 +73,8 @@ def config_from_args(args: argparse.Namespace) -> FedrecConfig:
 def _commands() -> dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]]:
     # Each job module keeps its heavy imports (Flower, Ray) inside its handler, so building the parser is cheap.
     from shared.jobs import baseline, certs, data
+    from client import cli as client_cli
+    from server import cli as server_cli
     from simulations import compare
     from simulations import run as simulate
 
@@ -80,7 +82,9 @@ def _commands() -> dict[str, tuple[str, Callable[[argparse.ArgumentParser], None
         "baseline": ("train the centralised MF baseline and print its metrics", baseline.register),
         "certs": ("make TLS certificates and SuperNode keys for a deployment", certs.register),
         "compare": ("compare federated and centralised training: a report with tables and plots", compare.register),
-        "data": ("fetch, check and split rating data", data.register),
+        "client": ("join a fedrec server as one data holder, training on a local ratings file", client_cli.register),
+        "data": ("fetch, check, split and partition rating data", data.register),
+        "server": ("start a fedrec server (a Flower SuperLink) and run federated training", server_cli.register),
         "simulate": ("run a federated simulation on Flower's simulation engine", simulate.register),
     }
 

@@ -17,3 +17,7 @@ SETTINGS = "settings"
 """Config field: JSON of the server's model, federated and eval settings, which every client follows."""
 ITEMS = "items"
 """Config field (deployment): the public item catalogue, so that every client codes items the same way."""
+
+# Node-config keys of a deployed client (set by `fedrec client`); in simulation Flower's partition keys are used.
+NODE_DATA_FILE, NODE_TEST_FILE, NODE_STATE_DIR = "data-file", "test-file", "state-dir"
+NODE_RATING_MIN, NODE_RATING_MAX, NODE_ON_BAD_ROWS = "rating-min", "rating-max", "on-bad-rows"

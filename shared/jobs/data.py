@@ -6,10 +6,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from shared import cli
+from shared import atomic, cli
 from shared.config import load_config
 from shared.data import datasets
 from shared.data.load import load_dataset, read_files, write_csv
+from shared.data.partition import partition_users
 from shared.data.split import split
 
 
@@ -35,6 +36,15 @@ def register(parser: argparse.ArgumentParser) -> None:
     write.add_argument("--out", type=Path, required=True, metavar="DIR")
     write.set_defaults(handler=run_split)
 
+    part = sub.add_parser("partition", help="write one train/test pair per client and the item catalogue (for deployment)")
+    cli.add_common_options(part)
+    cli.add_data_options(part)
+    part.add_argument("--input", type=Path, metavar="FILE", help="a ratings file to split (instead of --dataset)")
+    part.add_argument("--num-clients", dest="federated.num_clients", type=int, required=True, metavar="N")
+    part.add_argument("--partition", dest="federated.partition", choices=["iid", "activity"])
+    part.add_argument("--out", type=Path, required=True, metavar="DIR")
+    part.set_defaults(handler=run_partition)
+
 
 def run_fetch(args: argparse.Namespace) -> int:
     print(datasets.fetch(args.name, args.data_dir))
@@ -59,4 +69,21 @@ def run_split(args: argparse.Namespace) -> int:
     write_csv(train, args.out / "train.csv")
     write_csv(test, args.out / "test.csv")
     print(f"wrote {len(train)} training and {len(test)} test ratings to {args.out}/", file=sys.stderr)
+    return 0
+
+
+def run_partition(args: argparse.Namespace) -> int:
+    """DIR/items.txt (the public catalogue) and DIR/client-K/{train,test}.csv: each user on one client."""
+    config = cli.config_from_args(args)
+    ratings = read_files([args.input], config)[0] if args.input is not None else load_dataset(config)
+    train, test = split(ratings, config.data)
+    fed = config.federated
+    client_of_user = partition_users(train.user_counts(), fed.num_clients, fed.partition, fed.seed)
+    for client in range(fed.num_clients):
+        folder = args.out / f"client-{client}"
+        folder.mkdir(parents=True, exist_ok=True)
+        write_csv(train.subset(client_of_user[train.users] == client), folder / "train.csv")
+        write_csv(test.subset(client_of_user[test.users] == client), folder / "test.csv")
+    atomic.write_text(args.out / "items.txt", "\n".join(["item", *ratings.item_ids.tolist()]) + "\n")
+    print(f"wrote {fed.num_clients} client folders and items.txt to {args.out}/", file=sys.stderr)
     return 0

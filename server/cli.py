@@ -1,0 +1,173 @@
+"""`fedrec server`: a Flower SuperLink plus the fedrec run submitted to it, as one command that cleans up."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from shared import atomic, cli, processes
+from shared.data.reader import read_ratings_file
+from shared.errors import ConfigError, FedrecError
+from server.state import Checkpoint
+
+CONNECTION = "fedrec"
+APP_PYPROJECT = """[build-system]
+requires = ["setuptools"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "fedrec"
+version = "0.1.0"
+
+[tool.flwr.app]
+publisher = "fedrec"
+
+[tool.flwr.app.components]
+serverapp = "server.app:app"
+clientapp = "client.app:app"
+
+[tool.flwr.app.config]
+fedrec-run = ""
+"""
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    cli.add_common_options(parser)
+    cli.add_model_options(parser)
+    parser.add_argument("--address", default="127.0.0.1:9092", metavar="HOST:PORT",
+                        help="where the SuperLink listens (default %(default)s; 0.0.0.0:PORT for remote clients)")
+    parser.add_argument("--rounds", dest="federated.rounds", type=int, metavar="R")
+    parser.add_argument("--min-clients", dest="federated.num_clients", type=int, metavar="N",
+                        help="start once N clients are connected, and train with them")
+    parser.add_argument("--timeout", dest="federated.timeout", type=float, metavar="SECONDS",
+                        help="how long one exchange waits for replies")
+    parser.add_argument("--secure", dest="federated.secure", action=argparse.BooleanOptionalAction, default=None)
+    parser.add_argument("--items", required=True, type=Path, metavar="FILE",
+                        help="the public item catalogue: one item id per line (first field; a header is allowed)")
+    parser.add_argument("--json", type=Path, metavar="OUT", help="results JSON (default STATE_DIR/results.json)")
+    parser.add_argument("--state-dir", type=Path, default=Path("fedrec-server-state"), metavar="DIR")
+    parser.add_argument("--resume", action="store_true", help="continue from the last completed round in STATE_DIR")
+    security = parser.add_mutually_exclusive_group(required=True)
+    security.add_argument("--certs", type=Path, metavar="DIR", help="folder from `fedrec certs` (TLS and client keys)")
+    security.add_argument("--insecure", action="store_true", help="plain text, any client may join (testing only)")
+    parser.set_defaults(handler=run)
+
+
+def read_catalogue(path: Path) -> list[str]:
+    """Item ids from the first column of a file (separator and header detected as for ratings)."""
+    try:
+        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except OSError as exc:
+        raise ConfigError(f"cannot read the item catalogue {path}: {exc.strerror}") from None
+    ids = [line.replace("\t", ",").replace("|", ",").split(",")[0].strip() for line in lines]
+    if ids and ids[0].lower() in ("item", "itemid", "item_id", "movieid", "id"):
+        ids = ids[1:]
+    if not ids:
+        raise ConfigError(f"the item catalogue {path} is empty")
+    if len(set(ids)) != len(ids):
+        raise ConfigError(f"the item catalogue {path} lists some item ids more than once")
+    return ids
+
+
+def parse_address(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"--address {address!r}: expected HOST:PORT, e.g. 127.0.0.1:9092")
+    return host, int(port)
+
+
+def _flwr(args: list[str], env: dict, timeout: float = 120.0) -> subprocess.CompletedProcess:
+    return subprocess.run(["flwr", *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def _register_clients(certs: Path, env: dict) -> int:
+    """Flower 1.42 admits a SuperNode only if its public key was registered with the running SuperLink."""
+    keys = [line.strip() for line in (certs / "client-public-keys.csv").read_text().splitlines() if line.strip()]
+    for key in keys:
+        with tempfile.NamedTemporaryFile("w", suffix=".pub", delete=False) as handle:
+            handle.write(key + "\n")
+        try:
+            done = _flwr(["supernode", "register", handle.name, CONNECTION, "--format", "json"], env)
+        finally:
+            os.unlink(handle.name)
+        reply = json.loads(done.stdout or "{}")
+        if not reply.get("success"):  # flwr exits 0 even when registering failed
+            raise FedrecError(f"registering a client key with the SuperLink failed: {done.stdout.strip() or done.stderr.strip()}")
+    return len(keys)
+
+
+def _run_status(env: dict) -> str:
+    done = _flwr(["ls", CONNECTION, "--format", "json"], env)
+    runs = json.loads(done.stdout or "{}").get("runs", [])
+    return runs[-1]["status"] if runs else "unknown"
+
+
+def _prepare(args: argparse.Namespace, host: str, port: int) -> tuple[dict, Path, Path]:
+    config = cli.config_from_args(args)
+    catalogue = read_catalogue(args.items)
+    state_dir = args.state_dir.resolve()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint = Checkpoint(state_dir)
+    if checkpoint.exists() and not args.resume:
+        raise ConfigError(f"{state_dir} holds an earlier run: pass --resume to continue it, or choose another --state-dir")
+    if args.resume and not checkpoint.exists():
+        raise ConfigError(f"--resume: {state_dir} holds no checkpoint to resume from")
+    json_out = (args.json or state_dir / "results.json").resolve()
+    atomic.write_json(state_dir / "catalogue.json", catalogue)
+    spec = {"config": config.model_dump(mode="json"), "catalogue": str(state_dir / "catalogue.json"),
+            "state_dir": str(state_dir), "resume": bool(args.resume), "json": str(json_out)}
+    atomic.write_json(state_dir / "run.json", spec)
+    app_dir = state_dir / "app"
+    atomic.write_text(app_dir / "pyproject.toml", APP_PYPROJECT)
+    home = state_dir / "flwr-home"
+    security = "insecure = true" if args.insecure else f'root-certificates = "{(args.certs / "ca.crt").resolve()}"'
+    atomic.write_text(home / "config.toml", f'[superlink]\ndefault = "{CONNECTION}"\n\n'
+                                            f'[superlink.{CONNECTION}]\naddress = "{host}:{port}"\n{security}\n')
+    env = {**os.environ, "FLWR_HOME": str(home), "FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1"}
+    return env, state_dir, json_out
+
+
+def run(args: argparse.Namespace) -> int:
+    host, port = parse_address(args.address)
+    env, state_dir, json_out = _prepare(args, host, port)
+    superlink = ["flower-superlink", "--host", host, "--port", str(port), "--disable-runtime-dependency-installation"]
+    if args.insecure:
+        print("fedrec server: WARNING: --insecure: plain text, and any client that can reach the port may join",
+              file=sys.stderr)
+        superlink.append("--insecure")
+    else:
+        certs = args.certs.resolve()
+        superlink += ["--ssl-ca-certfile", str(certs / "ca.crt"), "--ssl-certfile", str(certs / "server.pem"),
+                      "--ssl-keyfile", str(certs / "server.key"), "--enable-supernode-auth"]
+    started_before = json_out.stat().st_mtime_ns if json_out.exists() else None
+    children: list[subprocess.Popen] = []
+    signal.signal(signal.SIGTERM, processes.interrupt)
+    try:
+        children.append(processes.start(superlink, log_file=state_dir / "superlink.log", env=env))
+        if not processes.wait_for_port(host, port, timeout=60.0, process=children[0]):
+            raise FedrecError(f"the SuperLink did not start on {host}:{port} (see {state_dir / 'superlink.log'})")
+        if not args.insecure:
+            print(f"registered {_register_clients(args.certs, env)} client keys", file=sys.stderr)
+        print(f"fedrec server listening on {host}:{port}; waiting for clients", file=sys.stderr)
+        submit = ["flwr", "run", str(state_dir / "app"), CONNECTION, "--stream",
+                  "--run-config", f"fedrec-run='{state_dir / 'run.json'}'"]
+        children.append(processes.start(submit, env=env))
+        children[-1].wait()
+        status = _run_status(env)
+    except KeyboardInterrupt:
+        print("fedrec server: stopping", file=sys.stderr)
+        return 130
+    finally:
+        for child in reversed(children):
+            processes.stop(child)
+    finished = json_out.exists() and json_out.stat().st_mtime_ns != started_before
+    if status != "finished:completed" or not finished:
+        raise FedrecError(f"the run did not finish (status {status}); see {state_dir / 'superlink.log'}")
+    print(f"fedrec server: finished; results in {json_out}", file=sys.stderr)
+    return 0
