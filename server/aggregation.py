@@ -93,7 +93,7 @@ class PlainSum:
         total = np.zeros(length, dtype=np.float64)
         for node in sorted(replies):  # a fixed order makes the float sum reproducible
             reply = replies[node]
-            result.bytes_up += record_bytes(reply.content)
+            result.bytes_up += record_bytes(reply.content) if reply.has_content() else 0
             try:
                 total += read_vector(reply, length)
             except ValueError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -97,15 +98,31 @@ def _register_clients(certs: Path, env: dict) -> int:
         finally:
             os.unlink(handle.name)
         reply = json.loads(done.stdout or "{}")
+        if "already in use" in done.stdout:  # kept in the SuperLink's database from before a restart
+            continue
         if not reply.get("success"):  # flwr exits 0 even when registering failed
             raise FedrecError(f"registering a client key with the SuperLink failed: {done.stdout.strip() or done.stderr.strip()}")
     return len(keys)
 
 
-def _run_status(env: dict) -> str:
+def _run_status(run_id: str | None, env: dict) -> str:
+    """The run's real status: `flwr run` exits 0 even when the ServerApp failed."""
+    if run_id is None:
+        return "not started"
     done = _flwr(["ls", CONNECTION, "--format", "json"], env)
     runs = json.loads(done.stdout or "{}").get("runs", [])
-    return runs[-1]["status"] if runs else "unknown"
+    return next((run["status"] for run in runs if str(run["run-id"]) == run_id), "unknown")
+
+
+def _stream(process: subprocess.Popen) -> str | None:
+    """Echo the run's log while it runs; returns the run id that `flwr run` reports."""
+    run_id = None
+    for line in process.stdout:
+        print(line, end="", flush=True)
+        if match := re.search(r"Successfully started run (\d+)", line):
+            run_id = match.group(1)
+    process.wait()
+    return run_id
 
 
 def _prepare(args: argparse.Namespace, host: str, port: int) -> tuple[dict, Path, Path]:
@@ -136,7 +153,10 @@ def _prepare(args: argparse.Namespace, host: str, port: int) -> tuple[dict, Path
 def run(args: argparse.Namespace) -> int:
     host, port = parse_address(args.address)
     env, state_dir, json_out = _prepare(args, host, port)
-    superlink = ["flower-superlink", "--host", host, "--port", str(port), "--disable-runtime-dependency-installation"]
+    # A database in the state folder keeps the registered client keys across a restart (--resume), so
+    # clients that were retrying reconnect to the new SuperLink instead of being refused.
+    superlink = ["flower-superlink", "--host", host, "--port", str(port), "--disable-runtime-dependency-installation",
+                 "--database", str(state_dir / "superlink.db")]
     if args.insecure:
         print("fedrec server: WARNING: --insecure: plain text, and any client that can reach the port may join",
               file=sys.stderr)
@@ -157,9 +177,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"fedrec server listening on {host}:{port}; waiting for clients", file=sys.stderr)
         submit = ["flwr", "run", str(state_dir / "app"), CONNECTION, "--stream",
                   "--run-config", f"fedrec-run='{state_dir / 'run.json'}'"]
-        children.append(processes.start(submit, env=env))
-        children[-1].wait()
-        status = _run_status(env)
+        children.append(processes.start(submit, env=env, capture=True))
+        status = _run_status(_stream(children[-1]), env)
     except KeyboardInterrupt:
         print("fedrec server: stopping", file=sys.stderr)
         return 130

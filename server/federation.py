@@ -112,6 +112,8 @@ def run_federation(
 
     for round_number in range(first_round, fed.rounds + 1):
         round_start = time.perf_counter()
+        # Clients that left are dropped from the round, and clients that (re)joined take part again.
+        nodes = sorted(grid.get_node_ids()) or nodes
         sampled = sample_nodes(nodes, config, round_number)
         evaluate_previous = due(round_number - 1)
         piggyback = evaluate_previous and len(sampled) == len(nodes)

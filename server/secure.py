@@ -46,7 +46,7 @@ class SecureSum:
         result.bytes_down += sent
         for node in sorted(replies):
             reply = replies[node]
-            result.bytes_up += record_bytes(reply.content)
+            result.bytes_up += record_bytes(reply.content) if reply.has_content() else 0
             if reply.has_error():
                 result.failures.append(f"node {node}: client error: {reply.error.reason}")
                 continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import socket
@@ -19,11 +20,24 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(probe.getsockname()[1])
 
 
-def start(command: Sequence[str], log_file: Path | None = None, env: dict | None = None) -> subprocess.Popen:
-    """Start `command` in its own process group (so that stopping it also stops whatever it spawned)."""
-    output = open(log_file, "ab") if log_file is not None else None  # noqa: SIM115 (closed with the process)
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: SIGTERM it if the parent dies, even by SIGKILL (Linux)."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass  # not Linux: the parent's own cleanup still stops its children
+
+
+def start(command: Sequence[str], log_file: Path | None = None, env: dict | None = None,
+          capture: bool = False) -> subprocess.Popen:
+    """Start `command` in its own process group (so that stopping it also stops whatever it spawned),
+    set to be terminated if this process dies; `capture` pipes its output to the caller as text."""
+    output = open(log_file, "ab") if log_file is not None else (subprocess.PIPE if capture else None)  # noqa: SIM115
     process = subprocess.Popen(list(command), stdout=output, stderr=subprocess.STDOUT if output else None,
-                               start_new_session=True, env=env)
+                               start_new_session=True, env=env, preexec_fn=_die_with_parent, text=capture or None)
     process.log_handle = output  # type: ignore[attr-defined]
     return process
 
@@ -45,7 +59,7 @@ def stop(process: subprocess.Popen, grace: float = STOP_GRACE_SECONDS) -> None:
             pass
         break
     handle = getattr(process, "log_handle", None)
-    if handle is not None:
+    if handle is not None and handle is not subprocess.PIPE:
         handle.close()
 
 
