@@ -1,0 +1,80 @@
+"""Seconds per round of `fedrec server` + three `fedrec client` processes on loopback, per SuperNode idle poll.
+
+    python -m simulations.bench_deployment --polls 3 0.2 --rounds 4
+
+A poll of 3 s is what Flower 1.42's SuperNode does on its own; 0.2 s is fedrec's default (client/supernode.py).
+Each setting is a full run with TLS, SuperNode keys and secure aggregation; round 1 (key setup) and the last
+round (final evaluation) are left out of the median.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from shared import processes
+from shared.certs import make_certificates
+
+
+def fedrec(*args) -> list[str]:
+    return [sys.executable, "-m", "shared.cli", *map(str, args)]
+
+
+def one_run(root: Path, poll: float, rounds: int) -> dict:
+    out = Path(tempfile.mkdtemp(dir=root))
+    port = processes.free_port()
+    env = {**os.environ, "FEDREC_POLL_SECONDS": str(poll)}
+    children = []
+    try:
+        server = processes.start(fedrec("server", "--address", f"127.0.0.1:{port}", "--items", root / "data/items.txt",
+                                        "--state-dir", out / "state", "--json", out / "result.json", "--certs",
+                                        root / "certs", "--rounds", rounds, "--min-clients", 3),
+                                 log_file=out / "server.log", env=env)
+        children.append(server)
+        time.sleep(5)
+        for k in range(3):
+            data = root / f"data/client-{k}"
+            children.append(processes.start(fedrec("client", "--server", f"127.0.0.1:{port}", "--data", data / "train.csv",
+                                                   "--test", data / "test.csv", "--state-dir", out / f"c{k}",
+                                                   "--certs", root / "certs", "--key", root / f"certs/client-{k}.key"),
+                                            log_file=out / f"client-{k}.log", env=env))
+        start = time.perf_counter()
+        if server.wait(timeout=900) != 0:
+            raise SystemExit(f"run failed, see {out}/server.log")
+        wall = time.perf_counter() - start
+    finally:
+        for child in children:
+            processes.stop(child, grace=5.0)
+    history = json.loads((out / "result.json").read_text())["history"]
+    steady = [entry["seconds"] for entry in history[1:-1]]
+    return {"poll": poll, "median_round_s": statistics.median(steady), "rounds_s": [e["seconds"] for e in history],
+            "wall_s": wall}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--polls", type=float, nargs="+", default=[3.0, 0.2])
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="fedrec-bench-deploy-"))
+    subprocess.run(fedrec("data", "partition", "--num-clients", 3, "--out", root / "data"), check=True, capture_output=True)
+    make_certificates(root / "certs", ["127.0.0.1", "localhost"], 3)
+    results = [one_run(root, poll, args.rounds) for poll in args.polls]
+    print("| SuperNode idle poll | median s/round (rounds 2..R-1) | every round s | whole run s |")
+    print("|---|---|---|---|")
+    for r in results:
+        print(f"| {r['poll']:g} s | {r['median_round_s']:.2f} | {', '.join(f'{s:.1f}' for s in r['rounds_s'])} | {r['wall_s']:.0f} |")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
