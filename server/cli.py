@@ -84,7 +84,7 @@ def parse_address(address: str) -> tuple[str, int]:
 
 
 def _flwr(args: list[str], env: dict, timeout: float = 120.0) -> subprocess.CompletedProcess:
-    return subprocess.run(["flwr", *args], env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([processes.tool("flwr"), *args], env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def _register_clients(certs: Path, env: dict) -> int:
@@ -155,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
     env, state_dir, json_out = _prepare(args, host, port)
     # A database in the state folder keeps the registered client keys across a restart (--resume), so
     # clients that were retrying reconnect to the new SuperLink instead of being refused.
-    superlink = ["flower-superlink", "--host", host, "--port", str(port), "--disable-runtime-dependency-installation",
+    superlink = [processes.tool("flower-superlink"), "--host", host, "--port", str(port), "--disable-runtime-dependency-installation",
                  "--database", str(state_dir / "superlink.db")]
     if args.insecure:
         print("fedrec server: WARNING: --insecure: plain text, and any client that can reach the port may join",
@@ -175,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.insecure:
             print(f"registered {_register_clients(args.certs, env)} client keys", file=sys.stderr)
         print(f"fedrec server listening on {host}:{port}; waiting for clients", file=sys.stderr)
-        submit = ["flwr", "run", str(state_dir / "app"), CONNECTION, "--stream",
+        submit = [processes.tool("flwr"), "run", str(state_dir / "app"), CONNECTION, "--stream",
                   "--run-config", f"fedrec-run='{state_dir / 'run.json'}'"]
         children.append(processes.start(submit, env=env, capture=True))
         status = _run_status(_stream(children[-1]), env)

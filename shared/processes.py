@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +25,13 @@ def free_port(host: str = "127.0.0.1") -> int:
 PR_SET_PDEATHSIG = 1
 
 
+def tool(name: str) -> str:
+    """A console script of this environment (flwr, flower-superlink), found beside the running Python first,
+    because a fresh install's scripts may not be on PATH yet (pyenv shims, unactivated venvs)."""
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.exists() else (shutil.which(name) or name)
+
+
 def _die_with_parent() -> None:
     """Runs in the child before exec: SIGTERM it if the parent dies, even by SIGKILL (Linux)."""
     try:
@@ -35,6 +44,9 @@ def start(command: Sequence[str], log_file: Path | None = None, env: dict | None
           capture: bool = False) -> subprocess.Popen:
     """Start `command` in its own process group (so that stopping it also stops whatever it spawned),
     set to be terminated if this process dies; `capture` pipes its output to the caller as text."""
+    env = dict(os.environ if env is None else env)
+    # The child (and what it spawns, like Flower's flwr-serverapp) finds this environment's scripts first.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     output = open(log_file, "ab") if log_file is not None else (subprocess.PIPE if capture else None)  # noqa: SIM115
     process = subprocess.Popen(list(command), stdout=output, stderr=subprocess.STDOUT if output else None,
                                start_new_session=True, env=env, preexec_fn=_die_with_parent, text=capture or None)

@@ -38,7 +38,11 @@ def one_run(root: Path, poll: float, rounds: int) -> dict:
                                         root / "certs", "--rounds", rounds, "--min-clients", 3),
                                  log_file=out / "server.log", env=env)
         children.append(server)
-        time.sleep(5)
+        deadline = time.monotonic() + 120  # clients may join only once the server has registered their keys
+        while "waiting for clients" not in (out / "server.log").read_text(errors="replace"):
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise SystemExit(f"the server did not start, see {out}/server.log")
+            time.sleep(0.5)
         for k in range(3):
             data = root / f"data/client-{k}"
             children.append(processes.start(fedrec("client", "--server", f"127.0.0.1:{port}", "--data", data / "train.csv",
