@@ -228,3 +228,10 @@ def test_every_row_malformed_is_a_data_error(tmp_path: Path) -> None:
     assert f"{path}:1: malformed" in str(excinfo.value)
     with pytest.raises(DataError, match="no valid ratings left"):
         read(path, on_bad_rows="drop")
+
+
+def test_a_bad_first_row_is_reported_not_taken_for_a_header(tmp_path):
+    path = tmp_path / "r.csv"
+    path.write_text("1,10,abc\n1,11,4\n")
+    with pytest.raises(DataError, match=r"r.csv:1: rating is not a number"):
+        read_ratings_file(path, rating_min=1, rating_max=5)

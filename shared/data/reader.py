@@ -127,7 +127,9 @@ def read_ratings_file(
     parts = [texts[line - 1].split(sep) for line in line_numbers]
     first = [p.strip() for p in parts[0]]
     if has_header is None:
-        has_header = len(first) >= 3 and not _parse_numbers([first[2]], float)[1][0]
+        # A header has a non-numeric rating field and no number anywhere ("user,item,rating"); a first row
+        # like "1,10,abc" is data with a bad rating, to be reported, not swallowed as a header.
+        has_header = len(first) >= 3 and not _parse_numbers(first, float)[1].any()
     if has_header:
         line_numbers, parts = line_numbers[1:], parts[1:]
     if len(parts) == 0:
