@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import numpy as np  # noqa: F401  (type of compute_vector's result)
+import numpy as np
 from flwr.app import ConfigRecord, Context, Message, RecordDict
 
 from shared.config import FedrecConfig

@@ -13,7 +13,6 @@ import tempfile
 from pathlib import Path
 
 from shared import atomic, cli, processes
-from shared.data.reader import read_ratings_file
 from shared.errors import ConfigError, FedrecError
 from server.state import Checkpoint
 

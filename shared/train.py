@@ -85,7 +85,7 @@ def fit_and_evaluate(
 
 
 def global_mean_reference(train: Ratings, test: Ratings, eval_config: EvalConfig) -> dict[str, float]:
-    """Predict the training mean for everything; rank by item popularity is not part of it (no scores)."""
+    """Predict the training mean for every rating (no scores, so its ranking metrics are zero)."""
     errors = metrics.error_sums(np.full(len(test), train.values.mean()), test.values)
     empty = dict.fromkeys(metrics.RANKING_SUM_KEYS, 0.0)
     return metrics.finalize(errors, empty, np.zeros(train.n_items), eval_config.top_k)

@@ -208,7 +208,7 @@ def test_client_refuses_minority_threshold():
 
 def test_out_of_range_input_raises_with_index_and_keeps_state():
     c = InProcessCohort(3, seed=1, params=SecAggParams(bound=10.0))
-    cohort = c.setup()
+    c.setup()
     req = c.server.masked_input_requests(0)[1]
     x = np.zeros(L)
     x[123] = -10.5

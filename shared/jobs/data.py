@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 from shared import atomic, cli
-from shared.config import load_config
 from shared.data import datasets
 from shared.data.load import load_dataset, read_files, write_csv
 from shared.data.partition import partition_users
