@@ -133,3 +133,31 @@ def test_client_with_a_malformed_file_refuses_to_start(setup, tmp_path):
     assert done.returncode == 2
     assert f"{bad}:3" in done.stderr and "rating is not a number" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_sigterm_on_the_server_stops_everything_it_started(deployment):
+    import os
+    import signal
+
+    server = deployment.server("--rounds", "1", "--min-clients", "1")
+    deployment.wait_for("waiting for clients", timeout=60)
+    os.kill(server.pid, signal.SIGTERM)  # the server process alone, as a user's `kill` would
+    assert server.wait(timeout=30) != 0
+    state = str(deployment.tmp / "state")
+
+    def leftovers() -> list[str]:  # any process started for this server (SuperLink, flwr run, serverapp)
+        found = []
+        for entry in Path("/proc").iterdir():
+            try:
+                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if state in command or f"--port {deployment.port}" in command:
+                found.append(command)
+        return found
+
+    deadline = time.monotonic() + 15
+    while leftovers() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not leftovers()
+    assert processes.wait_for_port("127.0.0.1", deployment.port, timeout=1) is False
