@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,4 @@ def load_user_state(context: Context, state_dir: Path | None) -> dict[str, np.nd
 def save_user_state(context: Context, state_dir: Path | None, state: dict[str, np.ndarray]) -> None:
     context.state.array_records[STATE_KEY] = ArrayRecord({k: Array(np.ascontiguousarray(v)) for k, v in state.items()})
     if state_dir is not None:
-        stream = io.BytesIO()
-        np.savez(stream, **state)
-        atomic.write_bytes(state_dir / STATE_FILE, stream.getvalue(), mode=0o600)
+        atomic.write_npz(state_dir / STATE_FILE, mode=0o600, **state)

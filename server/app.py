@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 from collections.abc import Callable
@@ -40,9 +39,7 @@ def run_deployment(grid: Grid, spec_path: Path) -> None:
     result = run_federation(grid, config, len(catalogue), log_round, catalogue=catalogue,
                             checkpoint=checkpoint, resume=spec["resume"] and checkpoint.exists())
     item = result.pop("item_model")
-    stream = io.BytesIO()
-    np.savez(stream, q=item["q"], bi=item["bi"], mu=item["mu"], items=np.array(catalogue))
-    atomic.write_bytes(state_dir / "item-model.npz", stream.getvalue())
+    atomic.write_npz(state_dir / "item-model.npz", q=item["q"], bi=item["bi"], mu=item["mu"], items=np.array(catalogue))
     atomic.write_json(Path(spec["json"]), {**result, "config": spec["config"]})
     flower_log.info("fedrec finished: test RMSE %.4f, MAE %.4f", result["rmse"], result["mae"])
 

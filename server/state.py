@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,11 +35,9 @@ class Checkpoint:
         return self.path.exists()
 
     def save(self, saved: Saved) -> None:
-        stream = io.BytesIO()
-        np.savez(stream, round=saved.round, q=saved.q, bi=saved.bi, mu=saved.mu, known=saved.known,
-                 history=np.array(json.dumps(saved.history, default=float)),
-                 **{f"opt.{key}": value for key, value in saved.optimizer.items()})
-        atomic.write_bytes(self.path, stream.getvalue())
+        atomic.write_npz(self.path, round=saved.round, q=saved.q, bi=saved.bi, mu=saved.mu, known=saved.known,
+                         history=np.array(json.dumps(saved.history, default=float)),
+                         **{f"opt.{key}": value for key, value in saved.optimizer.items()})
 
     def load(self) -> Saved:
         try:

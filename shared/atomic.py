@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from shared.errors import FedrecError
 
@@ -40,6 +43,13 @@ def write_bytes(path: Path, data: bytes, mode: int | None = None) -> None:
 
 def write_text(path: Path, text: str, mode: int | None = None) -> None:
     write_bytes(path, text.encode("utf-8"), mode)
+
+
+def write_npz(path: Path, mode: int | None = None, **arrays: Any) -> None:
+    """numpy arrays in one .npz file, written atomically."""
+    stream = io.BytesIO()
+    np.savez(stream, **arrays)
+    write_bytes(path, stream.getvalue(), mode)
 
 
 def write_json(path: Path, payload: Any) -> None:

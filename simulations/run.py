@@ -109,9 +109,8 @@ def run(args: argparse.Namespace) -> int:
           f"{fed.num_clients} clients, {fed.rounds} rounds, {'secure' if fed.secure else 'plain'} aggregation",
           file=sys.stderr)
     result = simulate(config, _print_round, n_items=train.n_items)
-    item_model = result.pop("item_model")
-    buffer = _npz_bytes(item_model)
-    atomic.write_bytes(args.model_out, buffer)
+    item = result.pop("item_model")
+    atomic.write_npz(args.model_out, q=item["q"], bi=item["bi"], mu=np.float64(item["mu"]))
     k = config.eval.top_k
     print(f"final: test RMSE {result['rmse']:.4f}  MAE {result['mae']:.4f}  NDCG@{k} {result[f'ndcg@{k}']:.4f}  "
           f"wall {result['wall_seconds']:.1f} s; item model saved to {args.model_out}")
@@ -119,14 +118,6 @@ def run(args: argparse.Namespace) -> int:
         atomic.write_json(args.json, {**result, "n_train": len(train), "n_test": len(test),
                                       "config": config.model_dump(mode="json")})
     return 0
-
-
-def _npz_bytes(arrays: dict) -> bytes:
-    import io
-
-    stream = io.BytesIO()
-    np.savez(stream, q=arrays["q"], bi=arrays["bi"], mu=np.float64(arrays["mu"]))
-    return stream.getvalue()
 
 
 def main(argv: list[str] | None = None) -> int:
