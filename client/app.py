@@ -9,12 +9,12 @@ import numpy as np
 from flwr.app import Array, ArrayRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
-from client.data import file_data, partition_data
-from client.state import load_user_state, save_user_state
-from shared import mf, protocol
-from shared.config import FedrecConfig
-from shared.federated import ClientData, ClientTrainer
-from shared.runconfig import from_run_config
+from fedrec.client.data import file_data, partition_data
+from fedrec.client.state import load_user_state, save_user_state
+from fedrec.shared import mf, protocol
+from fedrec.shared.config import FedrecConfig
+from fedrec.shared.federated import ClientData, ClientTrainer
+from fedrec.shared.runconfig import from_run_config
 
 DATA_FILE, TEST_FILE, STATE_DIR = protocol.NODE_DATA_FILE, protocol.NODE_TEST_FILE, protocol.NODE_STATE_DIR
 RATING_MIN, RATING_MAX, ON_BAD_ROWS = protocol.NODE_RATING_MIN, protocol.NODE_RATING_MAX, protocol.NODE_ON_BAD_ROWS
@@ -83,7 +83,7 @@ def build_client_app(config: FedrecConfig | None = None) -> ClientApp:
             vector = compute_vector(msg, context, run_config)
             content = RecordDict({protocol.REPLY: ArrayRecord({"vector": Array(vector)})})
         else:
-            from client.secure import respond
+            from fedrec.client.secure import respond
 
             content = respond(msg, context, run_config, compute_vector)
         return Message(content=content, reply_to=msg)

@@ -8,10 +8,10 @@ import signal
 import sys
 from pathlib import Path
 
-from shared import cli, processes
-from shared import protocol as keys
-from shared.data.load import read_files
-from shared.errors import ConfigError, FedrecError
+from fedrec.shared import cli, processes
+from fedrec.shared import protocol as keys
+from fedrec.shared.data.load import read_files
+from fedrec.shared.errors import ConfigError, FedrecError
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -48,7 +48,7 @@ def supernode_command(args: argparse.Namespace, state_dir: Path, config) -> list
     for name, value in ((keys.NODE_RATING_MIN, config.data.rating_min), (keys.NODE_RATING_MAX, config.data.rating_max)):
         if value is not None:
             node_config.append(f"{name}={float(value)}")
-    command = [sys.executable, "-m", "client.supernode", "--superlink", args.server,
+    command = [sys.executable, "-m", "fedrec.client.supernode", "--superlink", args.server,
                "--port", str(args.port or processes.free_port()), "--node-config", " ".join(node_config)]
     if args.insecure:
         return [*command, "--insecure"]

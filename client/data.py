@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.config import FedrecConfig
-from shared.data.load import load_train_test, read_files
-from shared.data.partition import partition_users
-from shared.data.ratings import Ratings
-from shared.federated import ClientData
+from fedrec.shared.config import FedrecConfig
+from fedrec.shared.data.load import load_train_test, read_files
+from fedrec.shared.data.partition import partition_users
+from fedrec.shared.data.ratings import Ratings
+from fedrec.shared.federated import ClientData
 
 
 @functools.lru_cache(maxsize=2)

@@ -7,10 +7,10 @@ from collections.abc import Callable
 import numpy as np
 from flwr.app import ConfigRecord, Context, Message, RecordDict
 
-from shared.config import FedrecConfig
-from shared.secagg import messages as M
-from shared.secagg.client import SecAggClient
-from shared.secagg.records import flat_values, payload_records, read_payload, untag
+from fedrec.shared.config import FedrecConfig
+from fedrec.shared.secagg import messages as M
+from fedrec.shared.secagg.client import SecAggClient
+from fedrec.shared.secagg.records import flat_values, payload_records, read_payload, untag
 
 STATE_KEY = "fedrec.secagg-state"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from flwr.app import Array, ArrayRecord, Context
 
-from shared import atomic
+from fedrec.shared import atomic
 
 STATE_KEY = "fedrec.user-state"
 STATE_FILE = "user-state.npz"

@@ -10,7 +10,7 @@ import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
 from flwr.serverapp import Grid
 
-from shared import protocol
+from fedrec.shared import protocol
 
 log = logging.getLogger("fedrec.server")
 

@@ -11,12 +11,12 @@ import numpy as np
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
-from server.federation import run_federation
-from server.state import Checkpoint
-from shared import atomic
-from shared.config import FedrecConfig
-from shared.data.load import load_dataset
-from shared.runconfig import from_run_config
+from fedrec.server.federation import run_federation
+from fedrec.server.state import Checkpoint
+from fedrec.shared import atomic
+from fedrec.shared.config import FedrecConfig
+from fedrec.shared.data.load import load_dataset
+from fedrec.shared.runconfig import from_run_config
 
 RUN_SPEC_KEY = "fedrec-run"  # run-config key naming the JSON spec that `fedrec server` writes
 flower_log = logging.getLogger("flwr")  # streamed to `flwr run --stream` and the SuperLink log

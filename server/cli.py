@@ -12,9 +12,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from shared import atomic, cli, processes
-from shared.errors import ConfigError, FedrecError
-from server.state import Checkpoint
+from fedrec.shared import atomic, cli, processes
+from fedrec.shared.errors import ConfigError, FedrecError
+from fedrec.server.state import Checkpoint
 
 CONNECTION = "fedrec"
 APP_PYPROJECT = """[build-system]
@@ -29,8 +29,8 @@ version = "0.1.0"
 publisher = "fedrec"
 
 [tool.flwr.app.components]
-serverapp = "server.app:app"
-clientapp = "client.app:app"
+serverapp = "fedrec.server.app:app"
+clientapp = "fedrec.client.app:app"
 
 [tool.flwr.app.config]
 fedrec-run = ""

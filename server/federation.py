@@ -9,11 +9,11 @@ from collections.abc import Callable
 import numpy as np
 from flwr.serverapp import Grid
 
-from server.aggregation import PlainSum, SumResult, VectorSum
-from server.state import Checkpoint, Saved
-from shared import federated, protocol
-from shared.config import FedrecConfig
-from shared.errors import FedrecError
+from fedrec.server.aggregation import PlainSum, SumResult, VectorSum
+from fedrec.server.state import Checkpoint, Saved
+from fedrec.shared import federated, protocol
+from fedrec.shared.config import FedrecConfig
+from fedrec.shared.errors import FedrecError
 
 log = logging.getLogger("fedrec.server")
 NODE_WAIT_SECONDS = 120.0
@@ -43,7 +43,7 @@ def sample_nodes(nodes: list[int], config: FedrecConfig, round_number: int) -> l
 
 def make_aggregator(grid: Grid, config: FedrecConfig) -> VectorSum:
     if config.federated.secure:
-        from server.secure import SecureSum
+        from fedrec.server.secure import SecureSum
 
         return SecureSum(grid, config)
     return PlainSum(grid, config.federated.timeout)

@@ -9,12 +9,12 @@ import numpy as np
 from flwr.app import RecordDict
 from flwr.serverapp import Grid
 
-from server.aggregation import SumResult, build_content, exchange, record_bytes
-from shared.config import FedrecConfig
-from shared.secagg import messages as M
-from shared.secagg.errors import SecAggAbort
-from shared.secagg.records import payload_records, read_payload
-from shared.secagg.server import SecAggServer
+from fedrec.server.aggregation import SumResult, build_content, exchange, record_bytes
+from fedrec.shared.config import FedrecConfig
+from fedrec.shared.secagg import messages as M
+from fedrec.shared.secagg.errors import SecAggAbort
+from fedrec.shared.secagg.records import payload_records, read_payload
+from fedrec.shared.secagg.server import SecAggServer
 
 log = logging.getLogger("fedrec.server")
 

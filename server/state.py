@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from shared import atomic
-from shared.errors import FedrecError
+from fedrec.shared import atomic
+from fedrec.shared.errors import FedrecError
 
 CHECKPOINT_FILE = "server-state.npz"
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from shared.errors import FedrecError
+from fedrec.shared.errors import FedrecError
 
 
 def _default_mode() -> int:

@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from shared import atomic
-from shared.errors import ConfigError, FedrecError
+from fedrec.shared import atomic
+from fedrec.shared.errors import ConfigError, FedrecError
 
 DEFAULT_HOSTS = ["127.0.0.1", "localhost"]
 CA_DAYS = 3650

@@ -9,8 +9,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from shared.config import FedrecConfig, load_config
-from shared.errors import ConfigError, FedrecError
+from fedrec.shared.config import FedrecConfig, load_config
+from fedrec.shared.errors import ConfigError, FedrecError
 
 # Every option whose dest contains a dot overrides that configuration field (dest "model.factors" -> model.factors).
 
@@ -72,11 +72,11 @@ def config_from_args(args: argparse.Namespace) -> FedrecConfig:
 
 def _commands() -> dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]]:
     # Each job module keeps its heavy imports (Flower, Ray) inside its handler, so building the parser is cheap.
-    from shared.jobs import baseline, certs, data
-    from client import cli as client_cli
-    from server import cli as server_cli
-    from simulations import compare
-    from simulations import run as simulate
+    from fedrec.shared.jobs import baseline, certs, data
+    from fedrec.client import cli as client_cli
+    from fedrec.server import cli as server_cli
+    from fedrec.simulations import compare
+    from fedrec.simulations import run as simulate
 
     return {
         "baseline": ("train the centralised MF baseline and print its metrics", baseline.register),

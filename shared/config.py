@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, ValidationError
 
-from shared.errors import ConfigError
+from fedrec.shared.errors import ConfigError
 
 
 class _Section(BaseModel):

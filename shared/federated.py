@@ -16,11 +16,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from shared import metrics, mf
-from shared.config import FedrecConfig
-from shared.data.ratings import Ratings
-from shared.optim import Optimizer
-from shared.train import ITEM_STREAM, USER_STREAM, init_rng
+from fedrec.shared import metrics, mf
+from fedrec.shared.config import FedrecConfig
+from fedrec.shared.data.ratings import Ratings
+from fedrec.shared.optim import Optimizer
+from fedrec.shared.train import ITEM_STREAM, USER_STREAM, init_rng
 
 EVAL_SCALARS = ("sse", "sae", "n", "ndcg", "precision", "recall", "users")
 

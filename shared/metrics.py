@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from shared import mf
+from fedrec.shared import mf
 
 RANKING_SUM_KEYS = ("ndcg", "precision", "recall", "users")
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from shared.config import FedrecConfig, load_config
+from fedrec.shared.config import FedrecConfig, load_config
 
 CONFIG_FILE_KEY = "config-file"
 

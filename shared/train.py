@@ -8,10 +8,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from shared import metrics, mf
-from shared.config import EvalConfig, ModelConfig, TrainConfig
-from shared.data.ratings import Ratings
-from shared.optim import Optimizer
+from fedrec.shared import metrics, mf
+from fedrec.shared.config import EvalConfig, ModelConfig, TrainConfig
+from fedrec.shared.data.ratings import Ratings
+from fedrec.shared.optim import Optimizer
 
 USER_STREAM, ITEM_STREAM = 1, 2  # SeedSequence keys: user and item factors draw from independent streams
 

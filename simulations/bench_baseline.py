@@ -20,13 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from shared import atomic
-from shared.config import load_config
-from shared.data.load import load_train_test
-from shared.data.ratings import Ratings
-from shared.errors import FedrecError
-from shared.table import format_table
-from shared.train import evaluate, fit
+from fedrec.shared import atomic
+from fedrec.shared.config import load_config
+from fedrec.shared.data.load import load_train_test
+from fedrec.shared.data.ratings import Ratings
+from fedrec.shared.errors import FedrecError
+from fedrec.shared.table import format_table
+from fedrec.shared.train import evaluate, fit
 
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "movielens"
 DATASETS = ("ml-100k", "ml-latest-small")

@@ -19,12 +19,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from shared import processes
-from shared.certs import make_certificates
+from fedrec.shared import processes
+from fedrec.shared.certs import make_certificates
 
 
 def fedrec(*args) -> list[str]:
-    return [sys.executable, "-m", "shared.cli", *map(str, args)]
+    return [sys.executable, "-m", "fedrec.shared.cli", *map(str, args)]
 
 
 def one_run(root: Path, poll: float, rounds: int) -> dict:

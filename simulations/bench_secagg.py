@@ -13,11 +13,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from shared import atomic
-from shared.config import load_config
-from shared.errors import FedrecError
-from shared.table import format_table
-from simulations.run import QUIET_ENVIRONMENT, simulate
+from fedrec.shared import atomic
+from fedrec.shared.config import load_config
+from fedrec.shared.errors import FedrecError
+from fedrec.shared.table import format_table
+from fedrec.simulations.run import QUIET_ENVIRONMENT, simulate
 
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "movielens"
 FLOWER_BACKEND = {"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
@@ -62,7 +62,7 @@ def timed_exchanges():
     so no round's seconds include the key setup; it is timed here instead. The ServerApp runs in this process
     under run_simulation, so patching the module attributes reaches it.
     """
-    from server import aggregation, secure
+    from fedrec.server import aggregation, secure
 
     original = aggregation.exchange
     seconds: dict[str, float] = {}
@@ -118,7 +118,7 @@ def run_flower(n: int, rounds: int, secure: bool, vector_length: int, num_shares
     so these times are protocol and transport only."""
     from flwr.simulation import run_simulation
 
-    from simulations.flower_secaggplus_app import build_apps
+    from fedrec.simulations.flower_secaggplus_app import build_apps
 
     seconds: list[float] = []
     server_app, client_app = build_apps(n, vector_length, rounds, secure, num_shares, threshold, seconds)

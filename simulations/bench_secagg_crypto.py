@@ -10,8 +10,8 @@ import time
 
 import numpy as np
 
-from shared.secagg.client import SecAggClient
-from shared.secagg.server import SecAggServer
+from fedrec.shared.secagg.client import SecAggClient
+from fedrec.shared.secagg.server import SecAggServer
 
 LENGTH = 1682 * 33  # MovieLens-100k items x (32 factors + bias)
 

@@ -11,15 +11,15 @@ from pathlib import Path
 
 import numpy as np
 
-from shared import atomic, cli
-from shared.config import FedrecConfig
-from shared.data.load import load_train_test
-from shared.data.ratings import Ratings
-from shared.errors import ConfigError, FedrecError
-from shared.train import evaluate, fit
-from simulations import report
-from simulations.results_schema import CompareResults, DataSummary, RoundEntry, RunMetrics, SettingRow
-from simulations.run import add_federated_options, simulate
+from fedrec.shared import atomic, cli
+from fedrec.shared.config import FedrecConfig
+from fedrec.shared.data.load import load_train_test
+from fedrec.shared.data.ratings import Ratings
+from fedrec.shared.errors import ConfigError, FedrecError
+from fedrec.shared.train import evaluate, fit
+from fedrec.simulations import report
+from fedrec.simulations.results_schema import CompareResults, DataSummary, RoundEntry, RunMetrics, SettingRow
+from fedrec.simulations.run import add_federated_options, simulate
 
 METRICS = ("rmse", "mae", "ndcg@10", "recall@10", "wall_seconds", "bytes_up_per_client_per_round")
 # Settings whose failure is recorded in the results instead of stopping the comparison.
@@ -220,7 +220,7 @@ def compare(config: FedrecConfig, out_dir: Path, repeats: int = 1, per_user: boo
                          n_users=train.n_users, n_items=train.n_items),
         config=config.model_dump(mode="json"), rows=rows,
     )
-    from simulations import plots  # matplotlib: imported only when there is something to draw
+    from fedrec.simulations import plots  # matplotlib: imported only when there is something to draw
 
     # Render everything first, then write: a failure while rendering leaves the folder untouched.
     outputs = {

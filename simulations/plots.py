@@ -8,7 +8,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from simulations.results_schema import CompareResults, SettingRow
+from fedrec.simulations.results_schema import CompareResults, SettingRow
 
 LINE_STYLES = ("-", "--", "-.", ":")  # plain and secure runs can coincide: keep both visible
 

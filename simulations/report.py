@@ -11,8 +11,8 @@ import shlex
 from importlib import metadata
 from pathlib import Path
 
-from shared.table import format_table
-from simulations.results_schema import CompareResults, SettingRow
+from fedrec.shared.table import format_table
+from fedrec.simulations.results_schema import CompareResults, SettingRow
 
 LIBRARIES = ("fedrec", "flwr", "numpy", "scipy", "cryptography", "pydantic", "matplotlib")
 COLUMNS = [  # (row attribute, header, format)

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from shared import atomic, cli
-from shared.config import FedrecConfig
-from shared.data.load import load_train_test
-from shared.errors import FedrecError
+from fedrec.shared import atomic, cli
+from fedrec.shared.config import FedrecConfig
+from fedrec.shared.data.load import load_train_test
+from fedrec.shared.errors import FedrecError
 
 QUIET_ENVIRONMENT = {
     "FLWR_TELEMETRY_ENABLED": "0",
@@ -71,8 +71,8 @@ def simulate(config: FedrecConfig, on_round=None, n_items: int | None = None) ->
     _quiet_flower()
     from flwr.simulation import run_simulation
 
-    from client.app import build_client_app
-    from server.app import build_server_app
+    from fedrec.client.app import build_client_app
+    from fedrec.server.app import build_server_app
 
     if n_items is None:
         n_items = load_train_test(config)[0].n_items  # fails early, before Ray starts, on bad data

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shared.data.ratings import Ratings
+from fedrec.shared.data.ratings import Ratings
 
 MOVIELENS_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "movielens"
 

@@ -7,8 +7,8 @@ import copy
 from flwr.app import Context, Message, RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 
-from client.app import build_client_app
-from shared.config import FedrecConfig
+from fedrec.client.app import build_client_app
+from fedrec.shared.config import FedrecConfig
 
 
 def node_ids(num_nodes: int) -> list[int]:

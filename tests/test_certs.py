@@ -18,10 +18,10 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import load_ssh_private_key, load_ssh_public_key
 
-from shared import atomic
-from shared.certs import client_key_pair, make_certificates
-from shared.errors import FedrecError
-from shared.jobs import certs as certs_job
+from fedrec.shared import atomic
+from fedrec.shared.certs import client_key_pair, make_certificates
+from fedrec.shared.errors import FedrecError
+from fedrec.shared.jobs import certs as certs_job
 
 BIN = Path(sys.executable).parent
 

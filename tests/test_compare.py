@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from shared import cli
-from shared.config import FedrecConfig, load_config
-from simulations import compare as compare_module
-from simulations.report import toml_dump
-from simulations.results_schema import CompareResults
+from fedrec.shared import cli
+from fedrec.shared.config import FedrecConfig, load_config
+from fedrec.simulations import compare as compare_module
+from fedrec.simulations.report import toml_dump
+from fedrec.simulations.results_schema import CompareResults
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SMALL = [

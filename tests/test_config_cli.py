@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from shared import cli
-from shared.config import load_config
-from shared.data.reader import read_ratings_file
-from shared.errors import ConfigError
+from fedrec.shared import cli
+from fedrec.shared.config import load_config
+from fedrec.shared.data.reader import read_ratings_file
+from fedrec.shared.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL_SYNTHETIC = [
@@ -32,7 +32,7 @@ def config_of(argv: list[str]):
 
 def run_cli(*argv: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "shared.cli", *argv], capture_output=True, text=True, cwd=REPO, timeout=120
+        [sys.executable, "-m", "fedrec.shared.cli", *argv], capture_output=True, text=True, cwd=REPO, timeout=120
     )
 
 

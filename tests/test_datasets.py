@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.data.datasets import REGISTRY, DatasetSpec, default_data_dir, fetch
-from shared.errors import DataError, DownloadError
+from fedrec.shared.data.datasets import REGISTRY, DatasetSpec, default_data_dir, fetch
+from fedrec.shared.errors import DataError, DownloadError
 
 MOVIELENS_DIR = Path(__file__).resolve().parents[2] / "shared/data/movielens"
 

@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from shared import processes
-from shared.certs import make_certificates
+from fedrec.shared import processes
+from fedrec.shared.certs import make_certificates
 
 pytestmark = pytest.mark.deployment
 RUN_TIMEOUT = 240.0
 
 
 def fedrec(*args: str) -> list[str]:
-    return [sys.executable, "-m", "shared.cli", *map(str, args)]
+    return [sys.executable, "-m", "fedrec.shared.cli", *map(str, args)]
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +112,7 @@ def test_killed_client_and_killed_server_the_run_still_finishes_without_gaps(dep
 
 
 def test_unknown_client_is_refused(deployment, setup, tmp_path):
-    from shared.certs import client_key_pair
+    from fedrec.shared.certs import client_key_pair
 
     private, _ = client_key_pair("stranger")
     key = tmp_path / "stranger.key"

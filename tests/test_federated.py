@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from server.federation import run_federation
-from shared import mf, protocol
-from shared.config import load_config
-from shared.data.load import load_train_test
-from shared.data.partition import partition_users
-from shared.federated import ClientData, ClientTrainer, train_length
-from shared.train import ITEM_STREAM, fit, init_rng
+from fedrec.server.federation import run_federation
+from fedrec.shared import mf, protocol
+from fedrec.shared.config import load_config
+from fedrec.shared.data.load import load_train_test
+from fedrec.shared.data.partition import partition_users
+from fedrec.shared.federated import ClientData, ClientTrainer, train_length
+from fedrec.shared.train import ITEM_STREAM, fit, init_rng
 from tests.fakegrid import FakeGrid, node_ids
 
 SMALL = {
@@ -137,7 +137,7 @@ def test_malformed_client_vector_is_rejected_not_summed():
 @pytest.mark.flower
 def test_flower_simulation_engine_end_to_end(tmp_path):
     """The real simulation engine (Ray), a few clients, two rounds, through the command line."""
-    from shared.cli import main
+    from fedrec.shared.cli import main
 
     out = tmp_path / "result.json"
     code = main(["simulate", "--set", "synthetic.n_users=90", "--set", "synthetic.n_items=120",

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from shared import metrics, mf
+from fedrec.shared import metrics, mf
 
 K = 2
 D2 = 1 / math.log2(3)  # discount of rank 2

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from conftest import make_ratings
-from shared import mf
-from shared.config import ModelConfig, TrainConfig
-from shared.data.split import random_split
-from shared.optim import Optimizer
-from shared.train import MFModel, fit
+from fedrec.shared import mf
+from fedrec.shared.config import ModelConfig, TrainConfig
+from fedrec.shared.data.split import random_split
+from fedrec.shared.optim import Optimizer
+from fedrec.shared.train import MFModel, fit
 
 REG, BIAS_REG = 0.1, 0.05
 

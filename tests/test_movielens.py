@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shared.config import load_config
-from shared.data.load import load_dataset, load_train_test
-from shared.train import evaluate, fit
+from fedrec.shared.config import load_config
+from fedrec.shared.data.load import load_dataset, load_train_test
+from fedrec.shared.train import evaluate, fit
 
 pytestmark = pytest.mark.movielens
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shared.data.reader import read_ratings_file
-from shared.errors import DataError
+from fedrec.shared.data.reader import read_ratings_file
+from fedrec.shared.errors import DataError
 
 GOOD = ["1,10,5,100", "1,11,3,101", "2,10,4,102", "2,12,1,103", "3,11,2.5,104"]
 

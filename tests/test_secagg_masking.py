@@ -7,9 +7,9 @@ tests are not flaky; a missing, truncated or reused mask pushes the statistics f
 import numpy as np
 import pytest
 
-from shared.secagg import prg
-from shared.secagg.inprocess import InProcessCohort
-from shared.secagg.params import SecAggParams
+from fedrec.shared.secagg import prg
+from fedrec.shared.secagg.inprocess import InProcessCohort
+from fedrec.shared.secagg.params import SecAggParams
 
 L = 4096
 BOUND = 1000.0

@@ -6,10 +6,10 @@ import secrets
 import numpy as np
 import pytest
 
-from shared.errors import FedrecError
-from shared.secagg import aead, fixedpoint, graph, keys, prg, shamir
-from shared.secagg.errors import SecAggAbort, SecAggRangeError, SecAggTamperError
-from shared.secagg.params import SecAggParams
+from fedrec.shared.errors import FedrecError
+from fedrec.shared.secagg import aead, fixedpoint, graph, keys, prg, shamir
+from fedrec.shared.secagg.errors import SecAggAbort, SecAggRangeError, SecAggTamperError
+from fedrec.shared.secagg.params import SecAggParams
 
 
 # ----- fixed point

@@ -5,12 +5,12 @@ import logging
 import numpy as np
 import pytest
 
-from shared.secagg import fixedpoint, graph
-from shared.secagg import messages as M
-from shared.secagg.client import SecAggClient
-from shared.secagg.errors import SecAggAbort, SecAggRangeError, SecAggRefusal
-from shared.secagg.inprocess import InProcessCohort
-from shared.secagg.params import SecAggParams
+from fedrec.shared.secagg import fixedpoint, graph
+from fedrec.shared.secagg import messages as M
+from fedrec.shared.secagg.client import SecAggClient
+from fedrec.shared.secagg.errors import SecAggAbort, SecAggRangeError, SecAggRefusal
+from fedrec.shared.secagg.inprocess import InProcessCohort
+from fedrec.shared.secagg.params import SecAggParams
 
 L = 1000
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from server.federation import run_federation
-from shared import protocol
-from shared.config import load_config
+from fedrec.server.federation import run_federation
+from fedrec.shared import protocol
+from fedrec.shared.config import load_config
 from tests.fakegrid import FakeGrid, node_ids
 
 SMALL = {
@@ -74,7 +74,7 @@ def test_too_few_survivors_aborts_the_round_loudly_and_training_goes_on():
 
 @pytest.mark.flower
 def test_secure_simulation_on_the_flower_engine(tmp_path):
-    from shared.cli import main
+    from fedrec.shared.cli import main
 
     common = ["simulate", "--set", "synthetic.n_users=90", "--set", "synthetic.n_items=120",
               "--set", "synthetic.n_ratings=3000", "--factors", "4", "--num-clients", "3", "--rounds", "2",

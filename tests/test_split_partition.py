@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from conftest import make_ratings
-from shared.config import DataConfig
-from shared.data.partition import partition_users
-from shared.data.ratings import Ratings
-from shared.data.split import per_user_split, random_split, split, temporal_split
-from shared.errors import ConfigError, DataError
+from fedrec.shared.config import DataConfig
+from fedrec.shared.data.partition import partition_users
+from fedrec.shared.data.ratings import Ratings
+from fedrec.shared.data.split import per_user_split, random_split, split, temporal_split
+from fedrec.shared.errors import ConfigError, DataError
 
 
 def assert_partition_of(ratings: Ratings, train: Ratings, test: Ratings) -> None:

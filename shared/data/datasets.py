@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Callable
 
-from shared.errors import DataError, DownloadError
+from fedrec.shared.errors import DataError, DownloadError
 
 _CHUNK = 1 << 20
 DEFAULT_TIMEOUT = 60.0

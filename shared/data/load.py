@@ -7,13 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
-from shared import atomic
-from shared.config import FedrecConfig
-from shared.data import datasets, synthetic
-from shared.data.ratings import Ratings, encode
-from shared.data.reader import RawTable, ValidationReport, read_ratings_file
-from shared.data.split import split
-from shared.errors import DataError
+from fedrec.shared import atomic
+from fedrec.shared.config import FedrecConfig
+from fedrec.shared.data import datasets, synthetic
+from fedrec.shared.data.ratings import Ratings, encode
+from fedrec.shared.data.reader import RawTable, ValidationReport, read_ratings_file
+from fedrec.shared.data.split import split
+from fedrec.shared.errors import DataError
 
 DEFAULT_CSV_SCALE = (1.0, 5.0)
 

@@ -6,7 +6,7 @@ from typing import Literal
 
 import numpy as np
 
-from shared.errors import ConfigError
+from fedrec.shared.errors import ConfigError
 
 PartitionScheme = Literal["iid", "activity"]
 

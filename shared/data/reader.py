@@ -9,7 +9,7 @@ from typing import Literal
 
 import numpy as np
 
-from shared.errors import DataError
+from fedrec.shared.errors import DataError
 
 EXAMPLES_PER_REASON = 3
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from shared.config import DataConfig
-from shared.data.ratings import Ratings
-from shared.errors import DataError
+from fedrec.shared.config import DataConfig
+from fedrec.shared.data.ratings import Ratings
+from fedrec.shared.errors import DataError
 
 
 def _rng(seed: int) -> np.random.Generator:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from shared.config import SyntheticConfig
-from shared.data.ratings import Ratings
-from shared.errors import ConfigError
+from fedrec.shared.config import SyntheticConfig
+from fedrec.shared.data.ratings import Ratings
+from fedrec.shared.errors import ConfigError
 
 RATING_MIN, RATING_MAX = 1.0, 5.0
 MEAN_RATING = 3.55

@@ -6,10 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from shared import atomic, cli
-from shared.data.load import load_train_test
-from shared.table import format_table
-from shared.train import fit_and_evaluate, global_mean_reference
+from fedrec.shared import atomic, cli
+from fedrec.shared.data.load import load_train_test
+from fedrec.shared.table import format_table
+from fedrec.shared.train import fit_and_evaluate, global_mean_reference
 
 COLUMNS = [
     ("name", "model", ""),

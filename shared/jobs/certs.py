@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from shared.certs import DEFAULT_HOSTS, make_certificates
+from fedrec.shared.certs import DEFAULT_HOSTS, make_certificates
 
 
 def register(parser: argparse.ArgumentParser) -> None:

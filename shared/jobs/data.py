@@ -6,11 +6,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from shared import atomic, cli
-from shared.data import datasets
-from shared.data.load import load_dataset, read_files, write_csv
-from shared.data.partition import partition_users
-from shared.data.split import split
+from fedrec.shared import atomic, cli
+from fedrec.shared.data import datasets
+from fedrec.shared.data.load import load_dataset, read_files, write_csv
+from fedrec.shared.data.partition import partition_users
+from fedrec.shared.data.split import split
 
 
 def register(parser: argparse.ArgumentParser) -> None:

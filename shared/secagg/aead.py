@@ -6,7 +6,7 @@ import struct
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
-from shared.secagg.errors import SecAggTamperError
+from fedrec.shared.secagg.errors import SecAggTamperError
 
 NONCE_BYTES = 12
 NO_ROUND = -1  # s-key shares are made before the client knows the round that will use them

@@ -9,9 +9,9 @@ import secrets
 
 import numpy as np
 
-from shared.secagg import aead, committee, fixedpoint, keys, prg, shamir
-from shared.secagg import messages as M
-from shared.secagg.errors import SecAggRefusal
+from fedrec.shared.secagg import aead, committee, fixedpoint, keys, prg, shamir
+from fedrec.shared.secagg import messages as M
+from fedrec.shared.secagg.errors import SecAggRefusal
 
 _INT_LISTS = ("members", "cohort", "neighbours", "committee", "key_ids", "rev_s_from", "rev_s_gen",
               "rev_b_from", "rev_b_gen")

@@ -8,9 +8,9 @@ asked for both, and the persisted revealed_b / revealed_s sets make it refuse th
 
 import logging
 
-from shared.secagg import aead
-from shared.secagg import messages as M
-from shared.secagg.errors import SecAggRefusal, SecAggTamperError
+from fedrec.shared.secagg import aead
+from fedrec.shared.secagg import messages as M
+from fedrec.shared.secagg.errors import SecAggRefusal, SecAggTamperError
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Errors raised by secure aggregation; all are FedrecError so the CLI reports them in one line."""
 
-from shared.errors import FedrecError
+from fedrec.shared.errors import FedrecError
 
 
 class SecAggError(FedrecError):

@@ -7,7 +7,7 @@ of the final division, relative 2^-53), provided every |x| <= max_bound(n, f).
 
 import numpy as np
 
-from shared.secagg.errors import SecAggRangeError
+from fedrec.shared.secagg.errors import SecAggRangeError
 
 DEFAULT_FRAC_BITS = 24
 # The int64 sum stays exact while n*B*2^f < 2^62; we cap at 2^61 so that rounding (+0.5 per value)

@@ -8,9 +8,9 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-from shared.secagg.client import SecAggClient
-from shared.secagg.params import SecAggParams
-from shared.secagg.server import SecAggServer
+from fedrec.shared.secagg.client import SecAggClient
+from fedrec.shared.secagg.params import SecAggParams
+from fedrec.shared.secagg.server import SecAggServer
 
 
 class InProcessCohort:

@@ -3,8 +3,8 @@
 import dataclasses
 from dataclasses import dataclass
 
-from shared.errors import ConfigError
-from shared.secagg import fixedpoint, graph
+from fedrec.shared.errors import ConfigError
+from fedrec.shared.secagg import fixedpoint, graph
 
 
 @dataclass(frozen=True)

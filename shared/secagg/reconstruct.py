@@ -4,9 +4,9 @@ import hashlib
 
 import numpy as np
 
-from shared.secagg import keys, prg, shamir
-from shared.secagg import messages as M
-from shared.secagg.errors import SecAggAbort
+from fedrec.shared.secagg import keys, prg, shamir
+from fedrec.shared.secagg import messages as M
+from fedrec.shared.secagg.errors import SecAggAbort
 
 
 def collect_shares(replies: dict[int, dict], survivors: list[int], dropped: list[int]):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
 
-from shared import protocol
+from fedrec.shared import protocol
 
 EMPTY_LIST = "__empty_list__"
 

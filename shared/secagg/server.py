@@ -5,10 +5,10 @@ import logging
 
 import numpy as np
 
-from shared.secagg import fixedpoint, graph, reconstruct
-from shared.secagg import messages as M
-from shared.secagg.errors import SecAggAbort
-from shared.secagg.params import SecAggParams
+from fedrec.shared.secagg import fixedpoint, graph, reconstruct
+from fedrec.shared.secagg import messages as M
+from fedrec.shared.secagg.errors import SecAggAbort
+from fedrec.shared.secagg.params import SecAggParams
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 import secrets
 
-from shared.secagg.errors import SecAggAbort
+from fedrec.shared.secagg.errors import SecAggAbort
 
 PRIME = 2**521 - 1  # a Mersenne prime comfortably larger than any 32-byte secret
 SHARE_BYTES = 66  # ceil(521 / 8)
