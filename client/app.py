@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from pathlib import Path
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, Context, Message, RecordDict
+from flwr.app import Array, ArrayRecord, Context, Error, Message, RecordDict
 from flwr.clientapp import ClientApp
 
 from fedrec.client.data import file_data, partition_data
@@ -15,9 +16,13 @@ from fedrec.shared import mf, protocol
 from fedrec.shared.config import FedrecConfig
 from fedrec.shared.federated import ClientData, ClientTrainer
 from fedrec.shared.runconfig import from_run_config
+from fedrec.client.secure import client_policy, respond
+from fedrec.shared.secagg.errors import SecAggError, SecAggRefusal
 
 DATA_FILE, TEST_FILE, STATE_DIR = protocol.NODE_DATA_FILE, protocol.NODE_TEST_FILE, protocol.NODE_STATE_DIR
 RATING_MIN, RATING_MAX, ON_BAD_ROWS = protocol.NODE_RATING_MIN, protocol.NODE_RATING_MAX, protocol.NODE_ON_BAD_ROWS
+ERROR_CODE = 4100  # fedrec's error replies (Flower's own codes are below 100)
+log = logging.getLogger("fedrec.client")
 
 
 def effective_config(msg: Message, context: Context, base: FedrecConfig | None) -> FedrecConfig:
@@ -71,21 +76,33 @@ def compute_vector(msg: Message, context: Context, config: FedrecConfig) -> np.n
     return np.concatenate(parts)
 
 
+def public_reason(stage: str, exc: Exception) -> str:
+    """What the server may learn of a failure: the stage and the kind, never a value or index of the vector."""
+    kind = exc.public() if isinstance(exc, SecAggError) else f"{type(exc).__name__} (details in the client's log)"
+    return f"{stage}: {kind}"
+
+
 def build_client_app(config: FedrecConfig | None = None) -> ClientApp:
     """A ClientApp bound to `config` (simulation), or reading `[tool.flwr.app.config]` (flwr run)."""
     app = ClientApp()
 
     @app.train()
     def handle(msg: Message, context: Context) -> Message:
-        run_config = effective_config(msg, context, config)
-        stage = msg.content.config_records[protocol.CONFIG]["stage"]
-        if stage == protocol.STAGE_PLAIN:
-            vector = compute_vector(msg, context, run_config)
-            content = RecordDict({protocol.REPLY: ArrayRecord({"vector": Array(vector)})})
-        else:
-            from fedrec.client.secure import respond
-
-            content = respond(msg, context, run_config, compute_vector)
+        stage = str(msg.content.config_records[protocol.CONFIG].get("stage", "?"))
+        try:
+            own = config or from_run_config(context.run_config)
+            policy = client_policy(context, own)  # from the client's own settings, before the server's apply
+            run_config = effective_config(msg, context, config)
+            if stage == protocol.STAGE_PLAIN:
+                if policy.require_secure:
+                    raise SecAggRefusal("this client requires secure aggregation and sends no plain vector")
+                vector = compute_vector(msg, context, run_config)
+                content = RecordDict({protocol.REPLY: ArrayRecord({"vector": Array(vector)})})
+            else:
+                content = respond(msg, context, run_config, policy, compute_vector)
+        except Exception as exc:  # the full story stays here; the server gets the stage and the kind only
+            log.error("%s failed: %s", stage, exc, exc_info=not isinstance(exc, SecAggError))
+            return Message(error=Error(code=ERROR_CODE, reason=public_reason(stage, exc)), reply_to=msg)
         return Message(content=content, reply_to=msg)
 
     return app

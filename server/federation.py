@@ -79,30 +79,37 @@ def run_federation(
         if saved.q.shape != (n_items, config.model.factors):
             raise FedrecError(f"cannot resume: the checkpoint holds {saved.q.shape[0]} items x {saved.q.shape[1]} "
                               f"factors, this run has {n_items} x {config.model.factors}")
-        mu, known, history, first_round = saved.mu, saved.known, saved.history, saved.round + 1
-        server = federated.ServerModel(n_items, config, mu)
+        stats, history, first_round = saved.stats, saved.history, saved.round + 1
+        server = federated.ServerModel(n_items, config, stats.mu)
         server.item.q[:], server.item.bi[:] = saved.q, saved.bi
         server.optimizer.load_state(saved.optimizer)
         log.info("resuming after round %d", saved.round)
     else:
-        stats = aggregator.sum(nodes, {**common, "task": protocol.TASK_STATS, "round": 0}, {},
-                               federated.stats_length(n_items), "0")
-        if stats.total is None:
-            raise FedrecError(f"no client answered the statistics round: {'; '.join(stats.failures)}")
-        mu, item_known = federated.mean_and_known_items(stats.total)
-        known = item_known.astype(np.uint8)
-        server = federated.ServerModel(n_items, config, mu)
+        # Everything constant about a client (its counts and sizes) is summed once, here, and never again.
+        result = aggregator.sum(nodes, {**common, "task": protocol.TASK_STATS, "round": 0}, {},
+                                federated.stats_length(n_items), "0")
+        if result.total is None:
+            raise FedrecError(f"no client answered the statistics round: {'; '.join(result.failures)}")
+        if len(result.participants) < len(nodes):
+            log.warning("statistics round: %d of %d clients answered; the missing clients' data is not counted "
+                        "in the mean or the evaluation denominators", len(result.participants), len(nodes))
+        stats = federated.Stats.from_total(result.total)
+        server = federated.ServerModel(n_items, config, stats.mu)
+    mu, known = stats.mu, stats.known.astype(np.uint8)
     train_length = federated.train_length(n_items, config.model.factors)
-    eval_length = federated.eval_length(n_items)
+    eval_length = federated.eval_length(n_items, config.eval.coverage)
     final: dict = {}
 
     def due(round_number: int) -> bool:
         return round_number >= 1 and (round_number % fed.eval_every == 0 or round_number == fed.rounds)
 
-    def record(entry: dict, total: np.ndarray | None) -> None:
+    def record(entry: dict, total: np.ndarray | None, answered: int = 0) -> None:
         if total is not None:
-            final.update(federated.finalize_eval(total, k))
+            # Denominators come from the statistics sum; with clients missing they are scaled (an estimate).
+            final.update(federated.finalize_eval(total, k, stats, answered / len(nodes)))
             entry.update({key: final[key] for key in ("rmse", "mae", f"ndcg@{k}")})
+            if answered < len(nodes):
+                entry["eval_partial"] = f"{answered} of {len(nodes)} clients"
         if on_round is not None:
             on_round(entry)
 
@@ -120,7 +127,7 @@ def run_federation(
         exchanges: list[SumResult] = []
         if evaluate_previous and not piggyback:
             exchanges.append(evaluate(round_number - 1))
-            record(history[-1], exchanges[-1].total)
+            record(history[-1], exchanges[-1].total, len(exchanges[-1].participants))
         arrays = {**server.item.arrays(), **({"known": known} if piggyback else {})}
         train = aggregator.sum(
             sampled, {**common, "task": protocol.TASK_TRAIN, "round": round_number, "mu": mu, "evaluate": piggyback},
@@ -128,14 +135,14 @@ def run_federation(
         exchanges.append(train)
         total = train.total
         if piggyback:
-            record(history[-1], None if total is None else total[:eval_length])
+            record(history[-1], None if total is None else total[:eval_length], len(train.participants))
             total = None if total is None else total[eval_length:]
         entry: dict = {"round": round_number, "clients": len(train.participants), "sampled": len(sampled)}
         if total is None or len(train.participants) < fed.min_clients:
             entry["skipped"] = f"{len(train.participants)} replies, fewer than min_clients = {fed.min_clients}"
             log.warning("round %d skipped: %s", round_number, entry["skipped"])
         else:
-            entry.update(server.apply(total))
+            entry.update(server.apply(total, stats, len(train.participants) / len(nodes)))
         if round_number == fed.rounds:
             exchanges.append(evaluate(round_number))
         entry["seconds"] = time.perf_counter() - round_start
@@ -144,14 +151,14 @@ def run_federation(
         entry["failures"] = [f for x in exchanges for f in x.failures]
         history.append(entry)
         if checkpoint is not None:
-            checkpoint.save(Saved(round_number, server.item.q, server.item.bi, mu, known,
-                                  server.optimizer.state, history))
+            checkpoint.save(Saved(round_number, server.item.q, server.item.bi, stats, server.optimizer.state, history))
         if round_number == fed.rounds:
-            record(entry, exchanges[-1].total)
+            record(entry, exchanges[-1].total, len(exchanges[-1].participants))
         elif not due(round_number) and on_round is not None:
             on_round(entry)  # nothing more will be added to this round's entry
     if "rmse" not in final and history:  # resumed after the last round was trained but not yet evaluated
-        record(history[-1], evaluate(history[-1]["round"]).total)
+        last = evaluate(history[-1]["round"])
+        record(history[-1], last.total, len(last.participants))
     return {
         **final,
         "wall_seconds": time.perf_counter() - start,

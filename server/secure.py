@@ -13,6 +13,7 @@ from fedrec.server.aggregation import SumResult, build_content, exchange, record
 from fedrec.shared.config import FedrecConfig
 from fedrec.shared.secagg import messages as M
 from fedrec.shared.secagg.errors import SecAggAbort
+from fedrec.shared.secagg.params import from_config
 from fedrec.shared.secagg.records import payload_records, read_payload
 from fedrec.shared.secagg.server import SecAggServer
 
@@ -32,6 +33,7 @@ class SecureSum:
 
     def __init__(self, grid: Grid, config: FedrecConfig):
         self.grid, self.timeout = grid, config.federated.timeout
+        self.params = from_config(config)
         self.run_id = os.urandom(16)
         self.cohort_id = 0
         self.server: SecAggServer | None = None
@@ -65,7 +67,7 @@ class SecureSum:
         self.sum_number = 0
         self.index_of = {node: k + 1 for k, node in enumerate(sorted(node_ids))}
         self.node_of = {k: node for node, k in self.index_of.items()}
-        self.server = SecAggServer(self.run_id, self.cohort_id)
+        self.server = SecAggServer(self.run_id, self.cohort_id, self.params)
         setup = {"task": "setup", "round": 0}
         self._stage(self.server.advertise_requests(sorted(self.node_of)), setup, {}, f"{group}.advertise", result)
         self._stage(self.server.share_keys_requests(), setup, {}, f"{group}.share-keys", result)
@@ -81,8 +83,11 @@ class SecureSum:
             self.sum_number += 1
             requests = self.server.masked_input_requests(self.sum_number)
             self._stage(requests, config, arrays, f"{group}.masked", result)
-            self._stage(self.server.unmask_requests(), {"task": "unmask", "round": config.get("round", 0)}, {},
-                        f"{group}.unmask", result)
+            unmask = {"task": "unmask", "round": config.get("round", 0)}
+            requests = self.server.unmask_requests()
+            while requests:  # reserve committee members are asked only when good shares fall short
+                self._stage(requests, unmask, {}, f"{group}.unmask", result)
+                requests = self.server.more_unmask_requests()
             total = self.server.aggregate()
         except SecAggAbort as exc:
             result.failures.append(f"secure aggregation aborted: {exc}")

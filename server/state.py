@@ -10,6 +10,7 @@ import numpy as np
 
 from fedrec.shared import atomic
 from fedrec.shared.errors import FedrecError
+from fedrec.shared.federated import Stats
 
 CHECKPOINT_FILE = "server-state.npz"
 
@@ -19,8 +20,7 @@ class Saved:
     round: int
     q: np.ndarray
     bi: np.ndarray
-    mu: float
-    known: np.ndarray
+    stats: Stats
     optimizer: dict[str, np.ndarray]
     history: list[dict]
 
@@ -35,7 +35,9 @@ class Checkpoint:
         return self.path.exists()
 
     def save(self, saved: Saved) -> None:
-        atomic.write_npz(self.path, round=saved.round, q=saved.q, bi=saved.bi, mu=saved.mu, known=saved.known,
+        s = saved.stats
+        atomic.write_npz(self.path, round=saved.round, q=saved.q, bi=saved.bi, mu=s.mu, item_counts=s.item_counts,
+                         test_n=s.test_n, ranked_users=s.ranked_users,
                          history=np.array(json.dumps(saved.history, default=float)),
                          **{f"opt.{key}": value for key, value in saved.optimizer.items()})
 
@@ -43,7 +45,8 @@ class Checkpoint:
         try:
             with np.load(self.path) as data:
                 return Saved(
-                    round=int(data["round"]), q=data["q"], bi=data["bi"], mu=float(data["mu"]), known=data["known"],
+                    round=int(data["round"]), q=data["q"], bi=data["bi"],
+                    stats=Stats(float(data["mu"]), data["item_counts"], float(data["test_n"]), float(data["ranked_users"])),
                     optimizer={key[4:]: data[key] for key in data.files if key.startswith("opt.")},
                     history=json.loads(str(data["history"])),
                 )

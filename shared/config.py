@@ -92,6 +92,10 @@ class EvalConfig(_Section):
     """Length of each recommendation list."""
     relevant_threshold: float = 4.0
     """A held-out rating at or above this is relevant."""
+    coverage: bool = False
+    """Federated runs: also sum per-item recommendation counts for catalogue coverage. Off by default: over
+    evaluations with different participants (a dropout) the server can difference them and read which items
+    a client's users were recommended, which hints at what they rated (rated items are never recommended)."""
 
 
 class FederatedConfig(_Section):
@@ -132,6 +136,27 @@ class FederatedConfig(_Section):
     """Sum the clients' vectors with secure aggregation, so the server learns only the sum (the default)."""
 
 
+class SecAggConfig(_Section):
+    """Secure aggregation: the bounds the server announces, and each client's own policy.
+
+    The server announces `dropout_bound`, `colluder_fraction` and `security_bits`; the mask graph, the
+    share-holding committee and its threshold are derived from them (see the README's threat model). A
+    client treats its own values as minimums: it refuses a server announcing weaker bounds."""
+
+    dropout_bound: float = Field(0.2, ge=0.0, lt=0.5)
+    """Largest fraction of a cohort that may drop out of one exchange; more dropouts abort that exchange."""
+    colluder_fraction: float = Field(1 / 3, ge=0.0, lt=0.5)
+    """Largest fraction of a cohort that may collude with the server (pooling their secrets)."""
+    security_bits: int = Field(40, ge=1, le=128)
+    """The graph or committee reveals more than the sum with probability at most 2^-security_bits."""
+    require_secure: bool | None = None
+    """Client policy: refuse to send an unmasked vector. None: required unless this same configuration turns
+    secure aggregation off (`federated.secure = false`, as `fedrec simulate --no-secure` does)."""
+    min_cohort: int = Field(3, ge=2)
+    """Client policy: the smallest cohort, and smallest set of survivors, its vector may be summed in (in a
+    sum of two, each reads the other's input)."""
+
+
 class FedrecConfig(_Section):
     """Every setting of fedrec, grouped by concern."""
 
@@ -141,6 +166,7 @@ class FedrecConfig(_Section):
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
     federated: FederatedConfig = FederatedConfig()
+    secagg: SecAggConfig = SecAggConfig()
 
 
 def _format_validation_error(error: ValidationError, source: str) -> str:

@@ -1,13 +1,16 @@
 """Federated MF without Flower: what a client computes each round and how the server applies the sum.
 
 Everything a client sends is one flat float vector, and the server only ever uses the SUM of those vectors
-over clients (so the sum can be computed by secure aggregation). Three tasks produce vectors:
+over clients (so the sum can be computed by secure aggregation). A server that records sums over rounds
+with different participants can solve for any value a client sends unchanged each time, so a client sends
+only what the server's next step needs, and every value that does not change is sent once:
 
-- `stats`: [sum of ratings, number of ratings, per-item rating counts]; gives the global mean and the
-  items the model knows;
-- `train`: [item-side update (q then b_i), per-item counts used, squared error, ratings used];
-- `evaluate`: [squared error, absolute error, count, NDCG/precision/recall sums, ranked users,
-  per-item recommendation counts].
+- `stats` (once per run): [sum of training ratings, training ratings, test ratings, users with a relevant
+  test rating, per-item training counts]; gives the global mean, the items the model knows, the item
+  counts that normalise `delta` updates, and the denominators of every evaluation;
+- `train`: the item-side update (q then b_i) and nothing else;
+- `evaluate`: [squared error, absolute error, NDCG/precision/recall sums] and, only with
+  `eval.coverage`, per-item recommendation counts.
 """
 
 from __future__ import annotations
@@ -22,19 +25,43 @@ from fedrec.shared.data.ratings import Ratings
 from fedrec.shared.optim import Optimizer
 from fedrec.shared.train import ITEM_STREAM, USER_STREAM, init_rng
 
-EVAL_SCALARS = ("sse", "sae", "n", "ndcg", "precision", "recall", "users")
+STATS_SCALARS = ("rating_sum", "train_n", "test_n", "ranked_users")
+EVAL_SCALARS = ("sse", "sae", "ndcg", "precision", "recall")
 
 
 def stats_length(n_items: int) -> int:
-    return 2 + n_items
+    return len(STATS_SCALARS) + n_items
 
 
 def train_length(n_items: int, factors: int) -> int:
-    return n_items * factors + n_items + n_items + 2
+    return n_items * factors + n_items
 
 
-def eval_length(n_items: int) -> int:
-    return len(EVAL_SCALARS) + n_items
+def eval_length(n_items: int, coverage: bool = False) -> int:
+    return len(EVAL_SCALARS) + (n_items if coverage else 0)
+
+
+@dataclass(frozen=True)
+class Stats:
+    """What the one statistics sum tells the server: public denominators for the whole run."""
+
+    mu: float
+    item_counts: np.ndarray
+    test_n: float
+    ranked_users: float
+
+    @classmethod
+    def from_total(cls, total: np.ndarray) -> Stats:
+        scalars = dict(zip(STATS_SCALARS, total[: len(STATS_SCALARS)]))
+        # Counts are integers summed exactly by the secure sum; rounding removes the fixed-point error.
+        counts = np.rint(total[len(STATS_SCALARS):])
+        return cls(float(scalars["rating_sum"] / max(scalars["train_n"], 1.0)), counts,
+                   float(np.rint(scalars["test_n"])), float(np.rint(scalars["ranked_users"])))
+
+    @property
+    def known(self) -> np.ndarray:
+        """Items with training ratings."""
+        return self.item_counts > 0
 
 
 @dataclass
@@ -81,32 +108,32 @@ class ClientTrainer:
         return {**self.user.arrays(), **{f"opt.{key}": value for key, value in self.optimizer.state.items()}}
 
     def stats(self) -> np.ndarray:
-        counts = np.bincount(self.data.train.items, minlength=self.data.train.n_items)
-        return np.concatenate([[self.data.train.values.sum(), len(self.data.train)], counts]).astype(np.float64)
+        train, test = self.data.train, self.data.test
+        counts = np.bincount(train.items, minlength=train.n_items)
+        ranked = np.unique(test.users[test.values >= self.config.eval.relevant_threshold]).size
+        return np.concatenate([[train.values.sum(), len(train), len(test), ranked], counts]).astype(np.float64)
 
     def train(self, item: mf.ItemSide) -> np.ndarray:
         """One round of local work at the received item side; returns the train vector."""
         model, fed = self.config.model, self.config.federated
-        counts = self.ratings.item_counts.astype(np.float64)
         if fed.update == "gradient":
             for _ in range(fed.local_epochs - 1):  # refine the user side against the fixed item side first
                 _, _, user_grads, _ = mf.loss_and_gradients(self.ratings, self.user, item, model.reg, model.bias_reg)
                 self.optimizer.step(self.user.arrays(), user_grads)
-            _, sse, user_grads, item_grads = mf.loss_and_gradients(self.ratings, self.user, item, model.reg, model.bias_reg)
+            _, _, user_grads, item_grads = mf.loss_and_gradients(self.ratings, self.user, item, model.reg, model.bias_reg)
             self.optimizer.step(self.user.arrays(), user_grads)
             update = item_grads
         else:
+            counts = self.ratings.item_counts.astype(np.float64)
             local = item.copy()
             local_opt = Optimizer(fed.client_optimizer, fed.client_lr)
-            for epoch in range(fed.local_epochs):
-                _, step_sse, user_grads, item_grads = mf.loss_and_gradients(self.ratings, self.user, local, model.reg, model.bias_reg)
-                if epoch == 0:
-                    sse = step_sse  # the error of the received model, comparable with gradient mode
+            for _ in range(fed.local_epochs):
+                _, _, user_grads, item_grads = mf.loss_and_gradients(self.ratings, self.user, local, model.reg, model.bias_reg)
                 self.optimizer.step(self.user.arrays(), user_grads)
                 local_opt.step(local.arrays(), item_grads)
-            # The count-weighted change, so that the server's sum divided by the summed counts is FedAvg per item.
+            # The count-weighted change: the server divides the sum by the run's item counts (sent once).
             update = {"q": counts[:, None] * (item.q - local.q), "bi": counts * (item.bi - local.bi)}
-        return np.concatenate([update["q"].ravel(), update["bi"], counts, [sse, len(self.ratings)]]).astype(np.float64)
+        return np.concatenate([update["q"].ravel(), update["bi"]]).astype(np.float64)
 
     def evaluate(self, item: mf.ItemSide, item_known: np.ndarray) -> np.ndarray:
         """Error and ranking sums of this client's held-out ratings under its own user factors."""
@@ -119,9 +146,8 @@ class ClientTrainer:
             self.user, item, train.users, train.items, test.users, test.items, test.values,
             candidate_items=item_known, k=self.config.eval.top_k, relevant_threshold=self.config.eval.relevant_threshold,
         )
-        scalars = [errors["sse"], errors["sae"], errors["n"], ranking["ndcg"], ranking["precision"],
-                   ranking["recall"], ranking["users"]]
-        return np.concatenate([scalars, recommended]).astype(np.float64)
+        scalars = [errors["sse"], errors["sae"], ranking["ndcg"], ranking["precision"], ranking["recall"]]
+        return np.concatenate([scalars, recommended if self.config.eval.coverage else []]).astype(np.float64)
 
 
 class ServerModel:
@@ -133,26 +159,25 @@ class ServerModel:
         self.item = mf.init_item_side(n_items, model.factors, model.init_std, mu, init_rng(model.seed, ITEM_STREAM))
         self.optimizer = Optimizer(fed.server_optimizer, fed.server_lr)
 
-    def apply(self, total: np.ndarray) -> dict[str, float]:
-        """Step the item side with the summed train vector; returns the round's training RMSE."""
+    def apply(self, total: np.ndarray, stats: Stats, share: float = 1.0) -> dict[str, float]:
+        """Step the item side with the summed train vector. `share` is the fraction of all clients whose
+        vectors are in the sum: in `delta` mode the expected item counts behind it are the run's counts
+        times that share (exact when every client takes part, as FedAvg per item)."""
         n, k = self.n_items, self.factors
         q, bi = total[: n * k].reshape(n, k), total[n * k : n * k + n]
-        counts, sse, used = total[n * k + n : n * k + 2 * n], total[-2], total[-1]
         if self.update == "delta":
-            # Sum of count-weighted changes over the summed counts: the per-item FedAvg step, read as a gradient.
-            weight = np.where(counts > 0, 1.0 / np.maximum(counts, 1.0), 0.0)
+            expected = stats.item_counts * share
+            weight = np.where(expected > 0, 1.0 / np.maximum(expected, 1e-12), 0.0)
             q, bi = q * weight[:, None], bi * weight
         self.optimizer.step(self.item.arrays(), {"q": q.astype(mf.FLOAT), "bi": bi.astype(mf.FLOAT)})
-        return {"train_rmse": float(np.sqrt(sse / max(used, 1.0))), "ratings_used": float(used)}
+        return {}
 
 
-def mean_and_known_items(total_stats: np.ndarray) -> tuple[float, np.ndarray]:
-    """The global mean rating and the mask of items with training ratings, from the summed stats vector."""
-    return float(total_stats[0] / max(total_stats[1], 1.0)), total_stats[2:] > 0
-
-
-def finalize_eval(total: np.ndarray, k: int) -> dict[str, float]:
+def finalize_eval(total: np.ndarray, k: int, stats: Stats, share: float = 1.0) -> dict[str, float]:
+    """Metrics from a summed evaluation vector; the denominators are the run's (from the stats sum), scaled
+    by the share of clients in this sum when some are missing (an estimate, flagged by the caller)."""
     scalars = dict(zip(EVAL_SCALARS, total[: len(EVAL_SCALARS)]))
-    errors = {key: scalars[key] for key in ("sse", "sae", "n")}
-    ranking = {key: scalars[key] for key in metrics.RANKING_SUM_KEYS}
-    return metrics.finalize(errors, ranking, total[len(EVAL_SCALARS) :], k)
+    errors = {"sse": scalars["sse"], "sae": scalars["sae"], "n": stats.test_n * share}
+    ranking = {key: scalars[key] for key in ("ndcg", "precision", "recall")} | {"users": stats.ranked_users * share}
+    recommended = total[len(EVAL_SCALARS):] if total.size > len(EVAL_SCALARS) else None
+    return metrics.finalize(errors, ranking, recommended, k)

@@ -67,8 +67,9 @@ def ranking_sums(
     return sums, recommended
 
 
-def finalize(error: dict[str, float], ranking: dict[str, float], recommended: np.ndarray, k: int) -> dict[str, float]:
-    """Turn (possibly aggregated) sums into RMSE, MAE, precision/recall/NDCG@k and coverage."""
+def finalize(error: dict[str, float], ranking: dict[str, float], recommended: np.ndarray | None, k: int) -> dict[str, float]:
+    """Turn (possibly aggregated) sums into RMSE, MAE, precision/recall/NDCG@k and coverage (None without
+    recommendation counts)."""
     n, users = max(error["n"], 1.0), max(ranking["users"], 1.0)
     return {
         "rmse": float(np.sqrt(error["sse"] / n)),
@@ -76,7 +77,7 @@ def finalize(error: dict[str, float], ranking: dict[str, float], recommended: np
         f"precision@{k}": ranking["precision"] / users,
         f"recall@{k}": ranking["recall"] / users,
         f"ndcg@{k}": ranking["ndcg"] / users,
-        "coverage": float((np.asarray(recommended) > 0).mean()),
+        "coverage": None if recommended is None else float((np.asarray(recommended) > 0).mean()),
         "n_test": int(error["n"]),
         "n_ranked_users": int(ranking["users"]),
     }

@@ -21,3 +21,6 @@ ITEMS = "items"
 # Node-config keys of a deployed client (set by `fedrec client`); in simulation Flower's partition keys are used.
 NODE_DATA_FILE, NODE_TEST_FILE, NODE_STATE_DIR = "data-file", "test-file", "state-dir"
 NODE_RATING_MIN, NODE_RATING_MAX, NODE_ON_BAD_ROWS = "rating-min", "rating-max", "on-bad-rows"
+# A deployed client's own privacy policy (its `secagg` settings), which the server's settings never override.
+NODE_POLICY = {"require_secure": "require-secure", "min_cohort": "min-cohort", "dropout_bound": "dropout-bound",
+               "colluder_fraction": "colluder-fraction", "security_bits": "security-bits"}

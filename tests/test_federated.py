@@ -10,7 +10,7 @@ from fedrec.shared import mf, protocol
 from fedrec.shared.config import load_config
 from fedrec.shared.data.load import load_train_test
 from fedrec.shared.data.partition import partition_users
-from fedrec.shared.federated import ClientData, ClientTrainer, train_length
+from fedrec.shared.federated import ClientData, ClientTrainer, eval_length, stats_length, train_length
 from fedrec.shared.train import ITEM_STREAM, fit, init_rng
 from tests.fakegrid import FakeGrid, node_ids
 
@@ -61,8 +61,8 @@ def test_only_sums_reach_the_server():
     grid = FakeGrid(config, 4)
     run_federation(grid, config, n_items=150)
     train, _ = load_train_test(config)
-    evaluation = 7 + 150
-    layouts = {2 + 150, train_length(150, 8), evaluation, evaluation + train_length(150, 8)}
+    evaluation = eval_length(150)
+    layouts = {stats_length(150), train_length(150, 8), evaluation, evaluation + train_length(150, 8)}
     assert grid.received
     for reply in grid.received:
         content = reply.content

@@ -5,9 +5,10 @@ import secrets
 
 import numpy as np
 import pytest
+from scipy.stats import hypergeom
 
 from fedrec.shared.errors import FedrecError
-from fedrec.shared.secagg import aead, fixedpoint, graph, keys, prg, shamir
+from fedrec.shared.secagg import aead, analysis, fixedpoint, graph, keys, prg, shamir
 from fedrec.shared.secagg.errors import SecAggAbort, SecAggRangeError, SecAggTamperError
 from fedrec.shared.secagg.params import SecAggParams
 
@@ -58,7 +59,7 @@ def test_fixedpoint_rejects_bound_too_large_for_int64():
 
 def test_params_reject_bound_that_could_overflow():
     with pytest.raises(FedrecError, match="overflow"):
-        SecAggParams(bound=fixedpoint.max_bound(10) * 1.01).resolve(10)
+        SecAggParams(bound=fixedpoint.max_bound(10) * 1.01).plan(10)
 
 
 # ----- PRG, keys
@@ -127,30 +128,79 @@ def test_aead_roundtrip_and_tamper_named():
         aead.open_(key, ct, aead.share_ad(3, 5, 0, 3, 1, "b"), sender=3, receiver=5, kind="b")
 
 
-# ----- graph
-@pytest.mark.parametrize("n,degree", [(40, 12), (100, 14), (7, 4), (9, 3)])
-def test_neighbours_ring_symmetric_regular_deterministic(n, degree):
+# ----- graph and parameters
+@pytest.mark.parametrize("n,p", [(40, 0.3), (100, 0.5), (7, 0.6), (300, 0.1)])
+def test_graph_symmetric_deterministic_and_of_the_requested_density(n, p):
     members = list(range(1, n + 1))
-    g = graph.neighbours(members, degree, seed=42)
-    assert g == graph.neighbours(members, degree, seed=42)
-    assert g != graph.neighbours(members, degree, seed=43)
-    expect = degree + degree % 2
+    g = graph.adjacency(members, p, seed=42)
+    assert g == graph.adjacency(members, p, seed=42)
+    assert g != graph.adjacency(members, p, seed=43)
     for u, vs in g.items():
-        assert len(vs) == expect and u not in vs
-        assert all(u in g[v] for v in vs)
+        assert u not in vs and all(u in g[v] for v in vs)
+        assert vs == graph.neighbours_of(u, members, p, seed=42)  # a client's own row equals the server's
+    edges = sum(map(len, g.values())) / 2
+    pairs = n * (n - 1) / 2
+    assert abs(edges - p * pairs) < 5 * np.sqrt(pairs * p * (1 - p))  # a binomial count, within 5 sd
 
 
-def test_neighbours_complete_when_degree_large():
-    g = graph.neighbours([2, 5, 9], 2, seed=1)
-    assert g == {2: [5, 9], 5: [2, 9], 9: [2, 5]}
+def test_complete_graph_when_p_is_one():
+    assert graph.adjacency([2, 5, 9], 1.0, seed=1) == {2: [5, 9], 5: [2, 9], 9: [2, 5]}
 
 
-def test_committee_and_defaults():
+def test_survivors_problem_finds_thin_and_split_survivor_sets():
+    ring = {1: [2, 6], 2: [1, 3], 3: [2, 4], 4: [3, 5], 5: [4, 6], 6: [5, 1]}
+    assert graph.survivors_problem(ring, [1, 2, 3, 4, 5, 6], 2) == ""
+    assert "fewer than 2" in graph.survivors_problem(ring, [1, 2, 3, 4, 5], 2)  # 1 and 5 lost a neighbour
+    assert "2 separate groups" in graph.survivors_problem(ring, [1, 2, 4, 5], 1)  # 3 and 6 gone: two pairs
+
+
+def test_committee_is_seeded():
     members = list(range(1, 101))
     c = graph.committee(members, 15, seed=7)
     assert c == graph.committee(members, 15, seed=7) and len(set(c)) == 15 and set(c) <= set(members)
-    p = SecAggParams().resolve(100)
-    assert (p.degree, p.committee_size, p.threshold) == (14, 15, 8)
-    p3 = SecAggParams().resolve(3)
-    assert (p3.degree, p3.committee_size, p3.threshold) == (2, 3, 2)
-    assert SecAggParams(degree=4, committee_size=5, threshold=4).resolve(100).threshold == 4
+    assert c != graph.committee(members, 15, seed=8)
+
+
+def test_disconnect_bound_is_an_upper_bound_on_a_simulated_graph():
+    """The union bound must not undershoot: compare it with the disconnection rate of sampled G(h, p)."""
+    rng = np.random.default_rng(0)
+    h, p = 12, 0.25
+    disconnected = 0
+    for seed in range(400):
+        g = graph.adjacency(list(range(1, h + 1)), p, seed=int(rng.integers(2**62)))
+        disconnected += graph.survivors_problem(g, list(range(1, h + 1)), 0) != ""
+    assert disconnected / 400 <= np.exp(analysis.log_disconnect_bound(h, p)) + 0.03
+
+
+@pytest.mark.parametrize("n", [3, 6, 10, 30, 100, 1000, 6040])
+def test_plan_meets_the_announced_bounds(n):
+    """The numbers behind the guarantees, for the default bounds (a third colluding, a fifth dropping, 2^-40)."""
+    params = SecAggParams()
+    plan = params.plan(n)
+    honest_survivors = n - plan.colluders - plan.max_dropouts
+    assert plan.colluders == n // 3 and plan.max_dropouts == n // 5
+    if plan.edge_probability < 1.0:
+        assert analysis.log_disconnect_bound(honest_survivors, plan.edge_probability) <= -41 * np.log(2)
+    # Colluders on the committee stay below the threshold except with probability 2^-40 (certainly when
+    # the committee is everyone), and the threshold is a strict majority.
+    tail = hypergeom.sf(plan.threshold - 1, n, plan.colluders, plan.committee_size)
+    assert tail <= 2.0**-40
+    assert plan.threshold == plan.committee_size // 2 + 1
+    assert plan.min_neighbours >= 1
+
+
+def test_plan_numbers_at_100_clients():
+    plan = SecAggParams().plan(100)
+    assert plan.committee_size == 67 and plan.threshold == 34  # 33 colluders can never reach 34
+    assert 0.45 < plan.edge_probability < 0.55  # about 50 neighbours each
+    assert plan.min_neighbours == 27  # (1/3)^26 < 2^-40: one of 26 surviving neighbours is honest
+
+
+def test_params_validation():
+    with pytest.raises(FedrecError, match="colluder fraction"):
+        SecAggParams(colluder_fraction=0.5).plan(10)
+    with pytest.raises(FedrecError, match="dropout bound"):
+        SecAggParams(dropout_bound=0.6).plan(10)
+    strong, weak = SecAggParams(), SecAggParams(colluder_fraction=0.1)
+    assert "colluder fraction" in weak.at_least_as_strong_as(strong)
+    assert strong.at_least_as_strong_as(strong) == ""

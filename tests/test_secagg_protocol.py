@@ -10,7 +10,7 @@ from fedrec.shared.secagg import messages as M
 from fedrec.shared.secagg.client import SecAggClient
 from fedrec.shared.secagg.errors import SecAggAbort, SecAggRangeError, SecAggRefusal
 from fedrec.shared.secagg.inprocess import InProcessCohort
-from fedrec.shared.secagg.params import SecAggParams
+from fedrec.shared.secagg.params import ClientPolicy, SecAggParams
 
 L = 1000
 
@@ -27,7 +27,7 @@ def assert_sum(got, xs, ids):
 
 def committee_of(members, seed):
     """The committee the server will pick for these members (public, seeded)."""
-    return graph.committee(members, SecAggParams().resolve(len(members)).committee_size, seed)
+    return graph.committee(members, SecAggParams().plan(len(members)).committee_size, seed)
 
 
 @pytest.mark.parametrize("n", [3, 10, 40])
@@ -83,17 +83,17 @@ def test_new_cohort_after_dropout_works():
 def test_too_few_committee_members_at_unmask_aborts():
     c = InProcessCohort(10, seed=2)
     c.setup()
-    com, t = c.server.committee, c.server.p.threshold
+    com, t = c.server.committee, c.server.plan.threshold
     c.masked_input(0, inputs(c.server.cohort))
-    with pytest.raises(SecAggAbort, match=f"fewer than t={t} shares"):
-        c.unmask(drop=com[: len(com) - t + 1])
+    with pytest.raises(SecAggAbort, match=f"fewer than t={t} good shares"):
+        c.unmask(drop=com[: len(com) - t + 1])  # reserve members are asked too, but too few are left
     assert c.server.needs_setup
 
 
 def test_too_few_committee_members_at_setup_aborts():
     members = list(range(1, 11))
     com = committee_of(members, 3)
-    t = SecAggParams().resolve(10).threshold
+    t = SecAggParams().plan(10).threshold
     c = InProcessCohort(10, seed=3)
     with pytest.raises(SecAggAbort, match="setup failed"):
         c.setup(drop_share_keys=com[: len(com) - t + 1])
@@ -102,9 +102,18 @@ def test_too_few_committee_members_at_setup_aborts():
 def test_too_few_survivors_at_masked_input_aborts():
     c = InProcessCohort(5, seed=3)
     cohort = c.setup()
-    c.masked_input(0, inputs(cohort), drop=cohort[: len(cohort) - c.server.p.threshold + 1])
+    c.masked_input(0, inputs(cohort), drop=cohort[: len(cohort) - c.server.plan.threshold + 1])
     with pytest.raises(SecAggAbort, match="masked inputs"):
         c.server.unmask_requests()
+
+
+def test_more_dropouts_than_the_bound_abort_before_anything_is_revealed():
+    c = InProcessCohort(10, seed=3)  # a fifth may drop: 2 of 10
+    cohort = c.setup()
+    c.masked_input(0, inputs(cohort), drop=[2, 5, 7])
+    with pytest.raises(SecAggAbort, match="3 dropouts exceed the bound of 2"):
+        c.server.unmask_requests()
+    assert c.server.needs_setup
 
 
 def test_late_masked_input_is_discarded():
@@ -185,7 +194,7 @@ def test_refuses_both_secrets_of_one_client_s_then_b():
 
 def test_refuses_inconsistent_unmask_requests():
     c, j, req, _, _ = _round_with_unmask_request()
-    U, t = req[M.SURVIVORS], c.server.p.threshold
+    U, t = req[M.SURVIVORS], c.server.plan.threshold
     cases = {
         "named both": {**req, M.DROPPED: [U[0]]},
         f"need {t}": {**req, M.SURVIVORS: U[: t - 1], M.DROPPED: U[t - 1:], M.B_FROM: [], M.B_GEN: [], M.B_CT: []},
@@ -200,22 +209,44 @@ def test_refuses_inconsistent_unmask_requests():
         c.call(outsider, lambda cl: cl.unmask(req))
 
 
-def test_client_refuses_minority_threshold():
-    c = InProcessCohort(10, seed=1, params=SecAggParams(committee_size=9, threshold=4))
-    with pytest.raises(SecAggRefusal, match="strict majority"):
-        c.setup()
+def _share_keys_requests(c):
+    reqs = c.server.advertise_requests(sorted(c.states))
+    for i, req in reqs.items():
+        c.server.receive(c.call(i, lambda cl, req=req: cl.advertise(req)))
+    return c.server.share_keys_requests()
 
 
-def test_out_of_range_input_raises_with_index_and_keeps_state():
+@pytest.mark.parametrize("edit, why", [
+    (lambda req: {**req, M.COMMITTEE: [req[M.COMMITTEE][0]], M.THRESHOLD: 1}, "does not match the announced"),
+    (lambda req: {**req, M.THRESHOLD: req[M.THRESHOLD] - 1}, "does not match the announced"),
+    (lambda req: {**req, "param.colluder_fraction": 0.1}, "colluder fraction 0.1 is below"),
+    (lambda req: {**req, "param.security_bits": 20}, "below this client's 2\\^-40"),
+])
+def test_client_rejects_a_committee_or_bounds_weaker_than_announced_or_its_own(edit, why):
+    c = InProcessCohort(10, seed=1)
+    reqs = _share_keys_requests(c)
+    with pytest.raises(SecAggRefusal, match=why):
+        c.call(1, lambda cl: cl.share_keys(edit(reqs[1])))
+
+
+def test_client_refuses_a_cohort_below_its_minimum():
+    c = InProcessCohort(4, seed=1, policy=ClientPolicy(min_cohort=5))
+    reqs = _share_keys_requests(c)
+    with pytest.raises(SecAggRefusal, match="cohort of 4 is below this client's minimum of 5"):
+        c.call(1, lambda cl: cl.share_keys(reqs[1]))
+
+
+def test_out_of_range_input_raises_with_index_locally_and_keeps_state():
     c = InProcessCohort(3, seed=1, params=SecAggParams(bound=10.0))
     c.setup()
     req = c.server.masked_input_requests(0)[1]
     x = np.zeros(L)
     x[123] = -10.5
     before = c.states[1]
-    with pytest.raises(SecAggRangeError, match="-10.5 at index 123"):
+    with pytest.raises(SecAggRangeError, match="-10.5 at index 123") as err:
         c.call(1, lambda cl: cl.masked_input(req, x))
     assert c.states[1] == before
+    assert not any(ch.isdigit() for ch in err.value.public())  # what the server may be told: no value, no index
 
 
 def test_state_round_trips_and_is_flat():
@@ -231,28 +262,46 @@ def test_state_round_trips_and_is_flat():
 
 
 def test_malformed_masked_inputs_are_discarded():
-    c = InProcessCohort(4, seed=1)
+    c = InProcessCohort(10, seed=1)
     cohort = c.setup()
     xs = inputs(cohort)
     replies = c.masked_input(0, xs, late=[2, 3])
     assert not c.server.receive({**replies[2], M.MASKED: replies[2][M.MASKED][:-1]})  # wrong length
     assert not c.server.receive({**replies[3], M.MASKED: replies[3][M.MASKED].astype(np.float64)})
     assert not c.server.receive({k: v for k, v in replies[3].items() if k != M.B_SHARE_CT})
+    assert not c.server.receive({k: v for k, v in replies[3].items() if k != M.B_SHARE_HASH})
     assert c.server.receive(replies[3])
-    assert_sum(c.unmask(), xs, [1, 3, 4])
+    assert_sum(c.unmask(), xs, [m for m in cohort if m != 2])
+
+
+def _lying(members: set, kind: str):
+    """Committee members in `members` return valid field elements that are not their shares."""
+    key = M.S_SHARE if kind == "s" else M.B_SHARE
+
+    def tamper(j, reply):
+        if j in members and reply[key]:
+            return {**reply, key: [bytes(65) + bytes([1 + k % 200]) for k, _ in enumerate(reply[key])]}
+        return reply
+    return tamper
 
 
 @pytest.mark.parametrize("kind", ["s", "b"])
-def test_wrong_plaintext_share_is_detected(kind):
+def test_wrong_plaintext_shares_are_skipped_and_the_sum_is_still_right(kind):
+    c = InProcessCohort(16, seed=2)
+    cohort = c.setup()
+    xs = inputs(cohort)
+    c.masked_input(0, xs, drop=[4])
+    liars = set(c.server.committee[:3])
+    got = c.unmask(tamper=_lying(liars, kind))
+    assert_sum(got, xs, [m for m in cohort if m != 4])
+    assert {j for _, j, k in c.server.rejected if k == kind} == liars & set(c.server._unmask_replies)
+
+
+@pytest.mark.parametrize("kind", ["s", "b"])
+def test_too_many_wrong_shares_abort(kind):
     c = InProcessCohort(10, seed=2)
     cohort = c.setup()
     c.masked_input(0, inputs(cohort), drop=[4])
-    reqs = c.server.unmask_requests()
-    for n, (j, req) in enumerate(reqs.items()):
-        reply = c.call(j, lambda cl, req=req: cl.unmask(req))
-        if n == 0:  # a lying committee member: a valid field element, but not its share
-            key = M.S_SHARE if kind == "s" else M.B_SHARE
-            reply = {**reply, key: [bytes(65) + b"\x01"] + reply[key][1:]}
-        c.server.receive(reply)
-    with pytest.raises(SecAggAbort, match=f"{kind}_{4 if kind == 's' else 1}"):
-        c.server.aggregate()
+    com, t = c.server.committee, c.server.plan.threshold
+    with pytest.raises(SecAggAbort, match=f"fewer than t={t} good shares"):
+        c.unmask(tamper=_lying(set(com[: len(com) - t + 1]), kind))

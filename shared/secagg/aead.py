@@ -1,5 +1,6 @@
 """Sealing of Shamir shares between two clients with ChaCha20-Poly1305 and bound associated data."""
 
+import hashlib
 import os
 import struct
 
@@ -20,6 +21,13 @@ def share_ad(sender: int, receiver: int, cohort_id: int, round_: int, gen: int, 
     s-key share must never be revealed together with this b share).
     """
     return b"fedrec-secagg-ad|" + struct.pack(">5q", sender, receiver, cohort_id, round_, gen) + kind.encode()
+
+
+def share_digest(plaintext_share: bytes, associated_data: bytes) -> bytes:
+    """SHA-256 of a plaintext share bound to the same fields as its sealing: the dealer publishes it, so the
+    server can tell a wrong opened share from a right one (a share is a uniform 521-bit value: its digest
+    reveals nothing usable about it)."""
+    return hashlib.sha256(b"fedrec-secagg-share-digest|" + associated_data + b"|" + plaintext_share).digest()
 
 
 def seal(key: bytes, plaintext: bytes, associated_data: bytes) -> bytes:

@@ -1,16 +1,21 @@
 """A committee member's unmask duty: vet the server's request, then open the shares it asks for.
 
-The refusals are what keep the server from learning an individual input: it must never obtain both the
-self-mask seed b_u^r and the s key that made u's pairwise masks of round r. Requiring a strict-majority
-threshold (checked at setup) means two disjoint quorums cannot exist, so some honest member would be
-asked for both, and the persisted revealed_b / revealed_s sets make it refuse the second.
+The refusals are what keep the server from learning an individual input:
+- it must never obtain both the self-mask seed b_u^r and the s key that made u's pairwise masks of round r
+  (a strict-majority threshold means two disjoint quorums cannot exist, so some honest member would be
+  asked for both, and the persisted revealed_b / revealed_s sets make it refuse the second);
+- it must not unmask survivors whose masks no longer hide them: too few survivors, more dropouts than the
+  announced bound, a survivor left with too few surviving neighbours, or survivors split into groups whose
+  separate sums would each be revealed. The member recomputes the mask graph itself from the public seed.
 """
+
+from __future__ import annotations
 
 import logging
 
-from fedrec.shared.secagg import aead
+from fedrec.shared.secagg import aead, graph
 from fedrec.shared.secagg import messages as M
-from fedrec.shared.secagg.errors import SecAggRefusal, SecAggTamperError
+from fedrec.shared.secagg.errors import SecAggTamperError
 
 log = logging.getLogger(__name__)
 
@@ -19,17 +24,18 @@ def unmask(client, req: dict) -> dict:
     """The unmask reply of committee member `client` (a SecAggClient) to `req`; updates its revealed sets."""
     r, me = int(req[M.ROUND]), client.index
     if me not in client.committee:
-        raise SecAggRefusal(f"client {me} is not on the committee")
-    U, D = set(req[M.SURVIVORS]), set(req[M.DROPPED])
+        raise client.refuse("not on the committee")
+    U, D = {int(u) for u in req[M.SURVIVORS]}, {int(d) for d in req[M.DROPPED]}
     b_req = [(int(u), int(g), bytes(ct)) for u, g, ct in zip(req[M.B_FROM], req[M.B_GEN], req[M.B_CT])]
     s_req = [(int(d), int(g), bytes(ct)) for d, g, ct in zip(req[M.S_FROM], req[M.S_GEN_OF], req[M.S_CT])]
-    # A member that missed this round's masked-input request only knows the share-keys candidates
-    # (some of which may have left the cohort at share-keys time), so it can only check inclusion.
-    cohort_ok = (U | D) == set(client.cohort) if client.cohort else (U | D) <= set(client.members)
+    # A member that missed this round's masked-input request knows only the share-keys candidates.
+    cohort = sorted(U | D)
+    cohort_ok = cohort == client.cohort if client.cohort else set(cohort) <= set(client.members)
     problems = [
-        (U & D, f"clients {sorted(U & D)} named both survived and dropped"),
-        (len(U) < client.threshold, f"only {len(U)} survivors, need {client.threshold}"),
+        (U & D, f"clients {sorted(U & D)[:10]} named both survived and dropped"),
         (not cohort_ok, "survivors and dropped do not make up the cohort"),
+        (len(U) < max(client.threshold, client.policy.min_cohort),
+         f"only {len(U)} survivors, need {max(client.threshold, client.policy.min_cohort)}"),
         (not {u for u, _, _ in b_req} <= U or not {d for d, _, _ in s_req} <= D,
          "b shares asked for non-survivors or s shares for non-dropped clients"),
         ({(u, g) for u, g, _ in b_req} & client.revealed_s, "b share asked of a client whose s key was revealed"),
@@ -37,7 +43,14 @@ def unmask(client, req: dict) -> dict:
     ]
     for bad, why in problems:
         if bad:
-            raise SecAggRefusal(f"client {me} refuses to unmask round {r}: {why}")
+            raise client.refuse(f"refuses to unmask round {r}: {why}")
+    plan = client.cohort_plan(cohort)
+    if len(D) > plan.max_dropouts:
+        raise client.refuse(f"refuses to unmask round {r}: {len(D)} dropouts exceed the bound of {plan.max_dropouts}")
+    if b_req:  # revealing self-masks exposes the survivors' masked inputs to whatever masks remain
+        mask_graph = graph.adjacency(cohort, plan.edge_probability, client.seed)
+        if why := graph.survivors_problem(mask_graph, sorted(U), plan.min_neighbours):
+            raise client.refuse(f"refuses to unmask round {r}: {why}")
     out = {M.STAGE: M.UNMASK, M.COHORT_ID: client.cohort_id, M.ROUND: r, M.INDEX: me}
     b_from, out[M.B_SHARE], out[M.REJECTED_B] = _open_all(client, b_req, r, "b", client.revealed_b)
     s_from, out[M.S_SHARE], out[M.REJECTED_S] = _open_all(client, s_req, aead.NO_ROUND, "s", client.revealed_s)

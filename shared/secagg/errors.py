@@ -6,9 +6,17 @@ from fedrec.shared.errors import FedrecError
 class SecAggError(FedrecError):
     """Base class of secure-aggregation errors."""
 
+    public_reason = "secure-aggregation error"
+    """What a client may tell the server about this failure: a kind, never a value or an index of its vector."""
+
+    def public(self) -> str:
+        return self.public_reason
+
 
 class SecAggRangeError(SecAggError):
     """A value cannot be encoded in fixed point without losing the exactness of the sum."""
+
+    public_reason = "range error: a value is outside the agreed secure-aggregation bound"
 
 
 class SecAggTamperError(SecAggError):
@@ -25,3 +33,6 @@ class SecAggAbort(SecAggError):
 
 class SecAggRefusal(SecAggError):
     """A client refuses a request that would weaken the privacy of some client's input."""
+
+    def public(self) -> str:  # the reason is about the protocol (cohort, graph, committee), never about data
+        return f"refused: {self}"

@@ -1,48 +1,63 @@
-"""Public, seeded choice of the sparse pairwise-mask graph and of the share-holding committee."""
+"""The public mask graph (Erdos-Renyi over the cohort, from a public seed) and the share-holding committee.
 
-import math
+Every party computes the graph itself from the seed, the cohort and the edge probability, so the server
+cannot hand one client a thinner neighbourhood than the others see. An edge is a keyed hash of the pair
+(splitmix64), so a client computes its own row in O(n) without drawing the whole graph.
+"""
+
+from __future__ import annotations
 
 import numpy as np
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import connected_components
 
-_GRAPH_KEY, _COMMITTEE_KEY = 0, 1  # spawn keys: graph and committee are drawn independently
-
-
-def _rng(seed: int, key: int) -> np.random.Generator:
-    # numpy is fine here: the graph and the committee are public, chosen by the server.
-    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(key,)))
+_COMMITTEE_KEY = 1
+_M1, _M2, _GOLDEN = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB), np.uint64(0x9E3779B97F4A7C15)
 
 
-def default_degree(n: int) -> int:
-    """min(n-1, 2*ceil(log2 n)), rounded up to even (an even degree >= n-1 means the complete graph)."""
-    d = min(n - 1, 2 * math.ceil(math.log2(n))) if n > 1 else 0
-    return d + d % 2
+def _splitmix(x: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        z = x + _GOLDEN
+        z = (z ^ (z >> np.uint64(30))) * _M1
+        z = (z ^ (z >> np.uint64(27))) * _M2
+        return z ^ (z >> np.uint64(31))
 
 
-def default_committee_size(n: int) -> int:
-    """min(n, 2*ceil(log2 n) + 1)."""
-    return min(n, 2 * math.ceil(math.log2(n)) + 1) if n > 1 else n
+def _edge_uniform(seed: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """A uniform in [0, 1) for each unordered pair (u, v), the same whichever end asks."""
+    lo, hi = np.minimum(u, v).astype(np.uint64), np.maximum(u, v).astype(np.uint64)
+    key = _splitmix(_splitmix(np.uint64(seed & (2**64 - 1)) ^ lo) ^ (hi * _GOLDEN))
+    return (key >> np.uint64(11)).astype(np.float64) * 2.0**-53
 
 
-def default_threshold(committee_size: int) -> int:
-    """A strict majority of the committee: two disjoint quorums cannot both reconstruct."""
-    return committee_size // 2 + 1
+def neighbours_of(u: int, cohort: list[int], p: float, seed: int) -> list[int]:
+    """u's neighbours among the cohort."""
+    others = np.array([v for v in cohort if v != u], dtype=np.int64)
+    if p >= 1.0 or others.size == 0:
+        return others.tolist()
+    return others[_edge_uniform(seed, np.full(others.size, u), others) < p].tolist()
 
 
-def neighbours(members: list[int], degree: int, seed: int) -> dict[int, list[int]]:
-    """Harary-style ring over a random permutation: degree/2 links on each side (symmetric)."""
-    members = sorted(members)
-    n = len(members)
-    if degree >= n - 1:
-        return {u: [v for v in members if v != u] for u in members}
-    half = (degree + 1) // 2  # an odd degree is rounded up
-    ring = [members[i] for i in _rng(seed, _GRAPH_KEY).permutation(n)]
-    out: dict[int, set[int]] = {u: set() for u in members}
-    for i, u in enumerate(ring):
-        for k in range(1, half + 1):
-            v = ring[(i + k) % n]
-            out[u].add(v)
-            out[v].add(u)
-    return {u: sorted(vs) for u, vs in out.items()}
+def adjacency(cohort: list[int], p: float, seed: int) -> dict[int, list[int]]:
+    """Every member's neighbours (symmetric)."""
+    return {u: neighbours_of(u, cohort, p, seed) for u in cohort}
+
+
+def survivors_problem(graph: dict[int, list[int]], survivors: list[int], min_neighbours: int) -> str:
+    """Why unmasking these survivors could reveal more than their total ("" when it cannot, by the graph):
+    a survivor left with too few surviving neighbours, or survivors split into separately summable groups."""
+    alive = set(survivors)
+    thin = sorted(u for u in survivors if sum(v in alive for v in graph[u]) < min_neighbours)
+    if thin:
+        return f"survivors {thin[:10]} kept fewer than {min_neighbours} surviving neighbours"
+    index = {u: k for k, u in enumerate(survivors)}
+    rows = [index[u] for u in survivors for v in graph[u] if v in alive]
+    cols = [index[v] for u in survivors for v in graph[u] if v in alive]
+    matrix = csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(survivors), len(survivors)))
+    parts, _ = connected_components(matrix, directed=False)
+    if parts > 1:
+        return f"the survivors' mask graph falls into {parts} separate groups"
+    return ""
 
 
 def committee(members: list[int], size: int, seed: int) -> list[int]:
@@ -50,5 +65,5 @@ def committee(members: list[int], size: int, seed: int) -> list[int]:
     members = sorted(members)
     if not 1 <= size <= len(members):
         raise ValueError(f"committee size {size} must be in [1, {len(members)}]")
-    picks = _rng(seed, _COMMITTEE_KEY).choice(len(members), size=size, replace=False)
-    return sorted(members[i] for i in picks)
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_COMMITTEE_KEY,)))
+    return sorted(members[i] for i in rng.choice(len(members), size=size, replace=False))

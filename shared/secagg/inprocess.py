@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 import numpy as np
 
 from fedrec.shared.secagg.client import SecAggClient
-from fedrec.shared.secagg.params import SecAggParams
+from fedrec.shared.secagg.params import ClientPolicy, SecAggParams
 from fedrec.shared.secagg.server import SecAggServer
 
 
@@ -17,13 +17,14 @@ class InProcessCohort:
     """n clients with indices 1..n and one server; `drop` arguments name clients that do not reply."""
 
     def __init__(self, n: int, params: SecAggParams | None = None, run_id: bytes = b"test-run",
-                 cohort_id: int = 0, seed: int | None = None):
+                 cohort_id: int = 0, seed: int | None = None, policy: ClientPolicy | None = None):
         self.server = SecAggServer(run_id, cohort_id, params, seed)
+        self.policy = policy or ClientPolicy()
         self.states: dict[int, dict] = {i: SecAggClient().to_state() for i in range(1, n + 1)}
 
     def call(self, i: int, method: Callable[[SecAggClient], dict]) -> dict:
         """Run one client step on the client restored from its state, then persist the state again."""
-        client = SecAggClient.from_state(self.states[i])
+        client = SecAggClient.from_state(self.states[i], self.policy)
         reply = method(client)
         self.states[i] = client.to_state()
         return reply
@@ -53,13 +54,18 @@ class InProcessCohort:
         return replies
 
     def unmask(self, drop=(), edit: Callable[[int, dict], dict] | None = None,
-               requests: dict[int, dict] | None = None) -> np.ndarray:
-        """Stage 4 and the aggregate; `edit` may alter each request before its committee member sees it;
-        `requests` are those of server.unmask_requests() if the caller already asked for them."""
-        for j, req in (requests if requests is not None else self.server.unmask_requests()).items():
-            if j not in set(drop):
-                req = edit(j, req) if edit else req
-                self.server.receive(self.call(j, lambda c, req=req: c.unmask(req)))
+               requests: dict[int, dict] | None = None, tamper: Callable[[int, dict], dict] | None = None) -> np.ndarray:
+        """Stage 4 and the aggregate; `edit` may alter each request before its committee member sees it,
+        `tamper` each reply before the server sees it; `requests` are those of server.unmask_requests() if
+        the caller already asked for them. Asks reserve members for as long as the server wants more."""
+        reqs = requests if requests is not None else self.server.unmask_requests()
+        while reqs:
+            for j, req in reqs.items():
+                if j not in set(drop):
+                    req = edit(j, req) if edit else req
+                    reply = self.call(j, lambda c, req=req: c.unmask(req))
+                    self.server.receive(tamper(j, reply) if tamper else reply)
+            reqs = self.server.more_unmask_requests()
         return self.server.aggregate()
 
     def round(self, round_: int, xs: dict[int, np.ndarray], drop_masked=(), drop_unmask=()) -> np.ndarray:

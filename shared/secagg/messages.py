@@ -17,6 +17,8 @@ RUN_ID = "run_id"  # bytes, advertise request only
 COHORT_ID = "cohort_id"  # int
 INDEX = "index"  # int, the client's index in 1..n (also its Shamir x-coordinate)
 ROUND = "round"  # int, masked_input and unmask
+GRAPH_SEED = "graph_seed"  # int, advertise request: the public seed of the mask graph and the committee
+# Share-keys request: the announced parameters travel as "param.<field>" (SecAggParams.to_payload).
 
 # Advertise reply.
 C_PK = "c_pk"  # bytes: public key for sealing shares
@@ -24,11 +26,8 @@ S_PK = "s_pk"  # bytes: public key for pairwise masks (generation 0)
 
 # Share-keys request.
 MEMBERS = "members"  # list[int]
-NEIGHBOURS = "neighbours"  # list[int], this client's neighbours in the mask graph
 COMMITTEE = "committee"  # list[int]
 THRESHOLD = "threshold"  # int
-FRAC_BITS = "frac_bits"  # int
-BOUND = "bound"  # float
 PEER_IDS = "peer_ids"  # list[int]: clients whose c key follows (committee; all members for committee members)
 PEER_C_PK = "peer_c_pk"  # list[bytes], parallel to PEER_IDS
 
@@ -36,6 +35,8 @@ PEER_C_PK = "peer_c_pk"  # list[bytes], parallel to PEER_IDS
 SHARE_TO = "share_to"  # list[int]
 S_SHARE_CT = "s_share_ct"  # list[bytes]: shares of the next s private key
 B_SHARE_CT = "b_share_ct"  # list[bytes]: shares of this round's self-mask seed
+S_SHARE_HASH = "s_share_hash"  # list[bytes]: digest of each plaintext s share, so bad opened shares are spotted
+B_SHARE_HASH = "b_share_hash"  # list[bytes]
 
 # Masked-input request: the neighbours' current s public keys.
 NEIGHBOUR_IDS = "neighbour_ids"  # list[int]
@@ -70,7 +71,8 @@ def reply_problem(r: dict, committee: list[int], s_gen: dict[int, int], length: 
     if stage == ADVERTISE:
         return "" if len(r[C_PK]) == len(r[S_PK]) == 32 else "bad public key"
     if stage in (SHARE_KEYS, MASKED_INPUT):
-        if list(r[SHARE_TO]) != committee or len(r[S_SHARE_CT]) != len(committee):
+        if list(r[SHARE_TO]) != committee or len(r[S_SHARE_CT]) != len(committee) \
+                or len(r[S_SHARE_HASH]) != len(committee) or any(len(h) != 32 for h in r[S_SHARE_HASH]):
             return "shares not addressed to the committee"
     if stage == MASKED_INPUT:
         y = r[MASKED]
@@ -79,7 +81,8 @@ def reply_problem(r: dict, committee: list[int], s_gen: dict[int, int], length: 
         if length is not None and y.size != length:
             return f"length {y.size}, expected {length}"
         if r[S_GEN] != s_gen[r[INDEX]] or len(r[B_SHARE_CT]) != len(committee) or len(r[NEXT_S_PK]) != 32 \
-                or len(r[B_COMMIT]) != 32:
+                or len(r[B_COMMIT]) != 32 or len(r[B_SHARE_HASH]) != len(committee) \
+                or any(len(h) != 32 for h in r[B_SHARE_HASH]):
             return "wrong s-key generation, next s key or b shares"
     if stage == UNMASK and (len(r[B_FROM]) != len(r[B_SHARE]) or len(r[S_FROM]) != len(r[S_SHARE])):
         return "unparallel share lists"

@@ -1,26 +1,36 @@
-"""Server-side unmasking: gather the committee's plaintext shares and strip the masks from the sum."""
+"""Server-side unmasking: check every opened share against its dealer's digest, strip the masks from the sum."""
+
+from __future__ import annotations
 
 import hashlib
 
 import numpy as np
 
-from fedrec.shared.secagg import keys, prg, shamir
+from fedrec.shared.secagg import aead, keys, prg, shamir
 from fedrec.shared.secagg import messages as M
 from fedrec.shared.secagg.errors import SecAggAbort
 
 
-def collect_shares(replies: dict[int, dict], survivors: list[int], dropped: list[int]):
-    """Shamir points per needed secret {(client, "b"|"s"): {holder: y}} and the rejected (sender, holder, kind)."""
+def collect_shares(replies: dict[int, dict], survivors: list[int], dropped: list[int],
+                   digests: dict[tuple[int, str, int], bytes], cohort_id: int, round_: int,
+                   b_gen: dict[int, int], d_gen: dict[int, int]):
+    """Good Shamir points per needed secret {(client, "b"|"s"): {holder: y}}, and the (dealer, holder, kind)
+    of every share that was refused, unreadable, not asked for or not the one its dealer committed to."""
     pts = {(u, "b"): {} for u in survivors} | {(d, "s"): {} for d in dropped}
     rejected = []
     for j, rep in replies.items():
         rejected += [(int(u), j, "b") for u in rep[M.REJECTED_B]] + [(int(u), j, "s") for u in rep[M.REJECTED_S]]
         for kind, frm, shares in (("b", M.B_FROM, M.B_SHARE), ("s", M.S_FROM, M.S_SHARE)):
             for u, share in zip(rep[frm], rep[shares]):
+                u, share = int(u), bytes(share)
+                ad = (aead.share_ad(u, j, cohort_id, round_, b_gen.get(u, -1), "b") if kind == "b"
+                      else aead.share_ad(u, j, cohort_id, aead.NO_ROUND, d_gen.get(u, -1), "s"))
                 try:
-                    pts[(int(u), kind)][j] = shamir.share_from_bytes(bytes(share))
-                except (KeyError, ValueError):  # a share nobody asked for, or not a field element
-                    rejected.append((int(u), j, kind))
+                    if (u, kind) not in pts or aead.share_digest(share, ad) != digests.get((u, kind, j)):
+                        raise ValueError("not the committed share")
+                    pts[(u, kind)][j] = shamir.share_from_bytes(share)
+                except ValueError:
+                    rejected.append((u, j, kind))
     return pts, rejected
 
 
@@ -30,10 +40,10 @@ def unmasked_total(masked: dict[int, np.ndarray], b_commit: dict[int, bytes], pt
     """Sum of the survivors' y minus their self-masks and the pairwise masks left unmatched by the dropped."""
     length = next(iter(masked.values())).size
     total = np.zeros(length, dtype=np.uint64)
+    combiner = shamir.Combiner(threshold)
     for u, y in masked.items():
-        b = _combine(pts, u, "b", threshold, round_)
-        # Without this check a committee member sending a wrong plaintext share would silently corrupt
-        # the sum; the hash of a 256-bit random seed reveals nothing about it.
+        b = _combine(combiner, pts, u, "b", round_)
+        # Shares were checked one by one; this catches a dealer whose shares do not fit its own seed.
         if hashlib.sha256(b).digest() != b_commit[u]:
             raise SecAggAbort(f"round {round_}: the reconstructed b_{u} does not match its commitment")
         total += y
@@ -41,7 +51,7 @@ def unmasked_total(masked: dict[int, np.ndarray], b_commit: dict[int, bytes], pt
     for (d, kind), points in pts.items():
         if kind != "s":
             continue
-        sk = keys.private_from_raw(_combine(pts, d, "s", threshold, round_))
+        sk = keys.private_from_raw(_combine(combiner, pts, d, "s", round_))
         if keys.public_raw(sk) != s_pk[d]:  # a free integrity check of the reconstruction
             raise SecAggAbort(f"round {round_}: the reconstructed s_{d} does not match its public key")
         for v in graph[d]:
@@ -54,8 +64,8 @@ def unmasked_total(masked: dict[int, np.ndarray], b_commit: dict[int, bytes], pt
     return total
 
 
-def _combine(pts: dict, u: int, kind: str, threshold: int, round_: int) -> bytes:
+def _combine(combiner, pts: dict, u: int, kind: str, round_: int) -> bytes:
     try:
-        return shamir.combine(list(pts[(u, kind)].items()), threshold)
-    except SecAggAbort as e:  # say which secret: a committee member sent a wrong plaintext share
+        return combiner.combine(sorted(pts[(u, kind)].items()))
+    except SecAggAbort as e:
         raise SecAggAbort(f"round {round_}: cannot reconstruct {kind}_{u}: {e}") from None

@@ -28,24 +28,46 @@ def split(secret: bytes, xs: list[int], threshold: int) -> list[int]:
     return shares
 
 
-def combine(points: list[tuple[int, int]], threshold: int, secret_bytes: int = 32) -> bytes:
-    """Lagrange-interpolate f(0) from the first `threshold` of the (x, y) points."""
-    distinct = dict(points)
-    if len(distinct) < threshold:
-        raise SecAggAbort(f"{len(distinct)} distinct shares, need at least {threshold} to reconstruct")
-    pts = list(distinct.items())[:threshold]
-    s = 0
-    for i, (xi, yi) in enumerate(pts):
+def lagrange_at_zero(xs: tuple[int, ...]) -> list[int]:
+    """Coefficients l_i with f(0) = sum l_i f(x_i) for any polynomial of degree < len(xs)."""
+    out = []
+    for i, xi in enumerate(xs):
         num, den = 1, 1
-        for j, (xj, _) in enumerate(pts):
+        for j, xj in enumerate(xs):
             if j != i:
                 num = num * xj % PRIME
                 den = den * (xj - xi) % PRIME
-        s = (s + yi * num * pow(den, -1, PRIME)) % PRIME
-    try:
-        return s.to_bytes(secret_bytes, "big")
-    except OverflowError:
-        raise SecAggAbort("the shares are inconsistent: the reconstructed secret is too long") from None
+        out.append(num * pow(den, -1, PRIME) % PRIME)
+    return out
+
+
+class Combiner:
+    """Reconstructs many secrets of one threshold; the Lagrange coefficients of a set of holders are
+    computed once (in a round every secret usually comes from the same holders)."""
+
+    def __init__(self, threshold: int, secret_bytes: int = 32):
+        self.threshold, self.secret_bytes = threshold, secret_bytes
+        self._coefficients: dict[tuple[int, ...], list[int]] = {}
+
+    def combine(self, points: list[tuple[int, int]]) -> bytes:
+        """f(0) from the first `threshold` of the (x, y) points (all assumed good)."""
+        distinct = dict(points)
+        if len(distinct) < self.threshold:
+            raise SecAggAbort(f"{len(distinct)} distinct shares, need at least {self.threshold} to reconstruct")
+        pts = list(distinct.items())[: self.threshold]
+        xs = tuple(x for x, _ in pts)
+        if xs not in self._coefficients:
+            self._coefficients[xs] = lagrange_at_zero(xs)
+        s = sum(c * y for c, (_, y) in zip(self._coefficients[xs], pts)) % PRIME
+        try:
+            return s.to_bytes(self.secret_bytes, "big")
+        except OverflowError:
+            raise SecAggAbort("the shares are inconsistent: the reconstructed secret is too long") from None
+
+
+def combine(points: list[tuple[int, int]], threshold: int, secret_bytes: int = 32) -> bytes:
+    """Lagrange-interpolate f(0) from the first `threshold` of the (x, y) points."""
+    return Combiner(threshold, secret_bytes).combine(points)
 
 
 def share_to_bytes(y: int) -> bytes:
