@@ -28,6 +28,10 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rating-min", dest="data.rating_min", type=float, metavar="X")
     parser.add_argument("--rating-max", dest="data.rating_max", type=float, metavar="X")
     parser.add_argument("--on-bad-rows", dest="data.on_bad_rows", choices=["fail", "drop"])
+    parser.add_argument("--allow-plain", dest="secagg.require_secure", action="store_false", default=None,
+                        help="also answer a server that asks for unmasked vectors (by default this client refuses)")
+    parser.add_argument("--min-cohort", dest="secagg.min_cohort", type=int, metavar="N",
+                        help="smallest cohort this client's vector may be summed in (default 3)")
     parser.add_argument("--port", type=int, default=0, metavar="PORT",
                         help="local port of this client's SuperNode (default: any free port)")
     parser.set_defaults(handler=run)
@@ -48,6 +52,12 @@ def supernode_command(args: argparse.Namespace, state_dir: Path, config) -> list
     for name, value in ((keys.NODE_RATING_MIN, config.data.rating_min), (keys.NODE_RATING_MAX, config.data.rating_max)):
         if value is not None:
             node_config.append(f"{name}={float(value)}")
+    # The client's own privacy policy travels in its node config, where the server's settings cannot reach it.
+    for field, name in keys.NODE_POLICY.items():
+        value = getattr(config.secagg, field)
+        if field == "require_secure":
+            value = True if value is None else value
+        node_config.append(f"{name}={str(value).lower() if isinstance(value, bool) else value}")
     command = [sys.executable, "-m", "fedrec.client.supernode", "--superlink", args.server,
                "--port", str(args.port or processes.free_port()), "--node-config", " ".join(node_config)]
     if args.insecure:
