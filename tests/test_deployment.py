@@ -47,11 +47,11 @@ class Deployment:
         self.children[name] = processes.start(command, log_file=self.tmp / f"{name}.log")
         return self.children[name]
 
-    def client(self, k: int, key: Path | None = None) -> subprocess.Popen:
+    def client(self, k: int, key: Path | None = None, extra: tuple[str, ...] = ()) -> subprocess.Popen:
         data = self.root / f"data/client-{k}"
         command = fedrec("client", "--server", f"127.0.0.1:{self.port}", "--data", data / "train.csv",
                          "--test", data / "test.csv", "--state-dir", self.tmp / f"client-{k}-state",
-                         "--certs", self.root / "certs", "--key", key or self.root / f"certs/client-{k}.key")
+                         "--certs", self.root / "certs", "--key", key or self.root / f"certs/client-{k}.key", *extra)
         self.children[f"client-{k}"] = processes.start(command, log_file=self.tmp / f"client-{k}.log")
         return self.children[f"client-{k}"]
 
@@ -93,17 +93,22 @@ def test_tls_authenticated_secure_run_of_two_rounds(deployment, tmp_path):
 
 
 def test_killed_client_and_killed_server_the_run_still_finishes_without_gaps(deployment, tmp_path):
-    """Client 2 is killed during round 1 (a dropout); the server is killed after round 1 and resumed."""
-    deployment.server("--rounds", "3", "--min-clients", "3")
+    """Client 2 is killed during round 1 (a dropout); the server is killed after round 1 and resumed.
+
+    Under the default bounds (a third of the clients colluding) three clients cannot lose one: the two left
+    would be one colluder and one exposed client, so the round would abort. This run announces, and its
+    clients accept, bounds with no colluders and 40% dropouts, and a minimum cohort of two."""
+    bounds = ("--set", "secagg.colluder_fraction=0", "--set", "secagg.dropout_bound=0.4")
+    deployment.server("--rounds", "3", "--min-clients", "3", *bounds)
     deployment.wait_for("waiting for clients", timeout=60)
     for k in range(3):
-        deployment.client(k)
+        deployment.client(k, extra=(*bounds, "--min-cohort", "2"))
     deployment.wait_for("ROUND 1.masked", name="client-2")
     processes.stop(deployment.children["client-2"], grace=0.1)
     deployment.wait_for("fedrec round 1:")
     processes.stop(deployment.children["server"], grace=5.0)
     assert (tmp_path / "state/server-state.npz").exists()
-    resumed = deployment.server("--rounds", "3", "--min-clients", "2", "--resume", name="resumed")
+    resumed = deployment.server("--rounds", "3", "--min-clients", "2", "--resume", *bounds, name="resumed")
     assert resumed.wait(timeout=RUN_TIMEOUT) == 0, deployment.log("resumed")[-3000:]
     result = json.loads((tmp_path / "result.json").read_text())
     assert [entry["round"] for entry in result["history"]] == [1, 2, 3]
