@@ -46,6 +46,9 @@ def clip_scatter_sum(owners: np.ndarray, targets: np.ndarray, rows: np.ndarray, 
         rows = rows[:, None]
     if not (owners.shape == targets.shape == rows.shape[:1]):
         raise DPError(f"owners {owners.shape}, targets {targets.shape} and rows {rows.shape} do not line up")
+    for name, index, limit in (("owner", owners, n_owners), ("target", targets, n_targets)):
+        if index.size and (index.min() < 0 or index.max() >= limit):
+            raise DPError(f"{name} index out of range [0, {limit}): {int(index.min())}..{int(index.max())}")
     # Entries of one user on one target add up before the norm is taken: merge duplicates first.
     keys, inverse = np.unique(owners * n_targets + targets, return_inverse=True)
     merged = sp.csr_matrix((np.ones(len(owners)), (inverse.ravel(), np.arange(len(owners)))),
