@@ -112,3 +112,15 @@ def test_dp_sums_are_no_better_than_the_popularity_guess(private):
 def test_item_rows_checks_the_layout():
     with pytest.raises(ValueError, match="n_items"):
         audit.item_rows(np.zeros(10), 3, 2)
+
+
+def test_support_intersection_discounts_items_present_without_the_client():
+    """Item 0 is touched in every round (popular); client 0's item 1 only when it takes part: item 1 must rank first."""
+    n_items, k = 3, 1
+    participation = np.array([[1, 1], [0, 1], [1, 0], [0, 1]], dtype=bool)
+    touched = np.array([[1, 1, 0], [1, 0, 1], [1, 1, 0], [1, 0, 0]], dtype=float)
+    sums = np.concatenate([touched, touched], axis=1)  # q part (k = 1) then the b_i part
+    scores = audit.support_intersection(sums, participation, n_items, k)
+    rated = np.array([[False, True, False], [True, False, True]])
+    result = audit.score_attack(scores[:1], rated[:1], popularity=np.array([10.0, 1.0, 2.0]))
+    assert result["precision"] == 1.0 and result["popularity_precision"] == 0.0

@@ -123,3 +123,10 @@ def test_accountant_never_spends_past_the_budget_and_resumes_from_its_state():
         Accountant.from_state({"rounds_spent": 3})
     with pytest.raises(BudgetError):
         Accountant.from_state({**state, "rounds_spent": 1000})
+
+
+def test_subsampled_bound_hand_value():
+    """Zhu-Wang Thm 6 at alpha 3, q 0.1, eps(2) 0.5, eps(3) 0.8, written out term by term."""
+    q, e2, e3 = 0.1, 0.5, 0.8
+    a = (1 - q) ** 2 * (3 * q - q + 1) + 3 * q**2 * (1 - q) * np.exp(e2) + 3 * 1 * q**3 * np.exp(2 * e3)
+    assert poisson_subsampled_rdp(np.array([e2, e3]), q)[1] == pytest.approx(np.log(a) / 2, rel=1e-12)

@@ -131,3 +131,8 @@ def test_encode_refuses_bad_values_and_huge_noise():
 
 def test_secure_rng_draws_fresh_streams():
     assert not np.array_equal(secure_rng().integers(0, 2**62, 8), secure_rng().integers(0, 2**62, 8))
+
+
+def test_encode_without_a_generator_uses_fresh_randomness():
+    x = np.zeros(64)
+    assert not np.array_equal(encode_noised(x, 1e6), encode_noised(x, 1e6))

@@ -104,12 +104,14 @@ def check_headroom(n_clients: int, value_bound: float, client_mu: float, dimensi
     return worst
 
 
-def encode_noised(x: np.ndarray, client_mu: float, rng: np.random.Generator,
+def encode_noised(x: np.ndarray, client_mu: float, rng: np.random.Generator | None = None,
                   frac_bits: int = DEFAULT_FRAC_BITS, bound: float = 2.0**20) -> np.ndarray:
     """A client's noised fixed-point vector (uint64, mod 2^64), to be masked; decode the sum with fixedpoint.decode.
 
     x is the client's (already per-user clipped) float vector; |x| beyond `bound` is refused, never clipped.
+    rng: pass a seeded generator only in tests; by default a fresh OS-seeded one is drawn for every call.
     """
+    rng = secure_rng() if rng is None else rng
     x = np.asarray(x, dtype=np.float64).ravel()
     bad = np.flatnonzero(~(np.abs(x) <= bound))  # NaN fails the comparison and is caught too
     if bad.size:
