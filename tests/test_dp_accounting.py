@@ -43,11 +43,15 @@ def test_skellam_rdp_hand_value():
 def test_skellam_agrees_with_the_package_gaussian_at_large_variance():
     """At fedrec's 2^24 grid the Skellam bound is the Gaussian's (from dp-accounting) to 1e-6; on a coarse grid it is larger."""
     sens = sensitivity(clip=1.0, dimension=5000)
-    fine = skellam_rdp(ORDERS, 1.1, sens)
-    np.testing.assert_allclose(fine, gaussian_rdp(1.1, ORDERS), rtol=1e-6)
-    assert Mechanism(1.1, None, sens).epsilon(100, 1e-5) == pytest.approx(Mechanism(1.1).epsilon(100, 1e-5), rel=1e-6)
+    fine = skellam_rdp(INTEGER_ORDERS, 1.1, sens)
+    np.testing.assert_allclose(fine, gaussian_rdp(1.1, INTEGER_ORDERS), rtol=1e-6)
+    package = dp_accounting.rdp.RdpAccountant(list(INTEGER_ORDERS))
+    package.compose(dp_accounting.GaussianDpEvent(1.1), 100)
+    assert Mechanism(1.1, None, sens).epsilon(100, 1e-5) == pytest.approx(package.get_epsilon(1e-5), rel=1e-6)
+    # In the useful range (epsilon <= ~16) integer orders cost under 1% against the package's full order grid.
+    assert Mechanism(4.0, None, sens).epsilon(60, 1e-3) == pytest.approx(Mechanism(4.0).epsilon(60, 1e-3), rel=0.01)
     coarse = sensitivity(clip=1.0, dimension=5000, frac_bits=0)
-    assert np.all(skellam_rdp(ORDERS, 1.1, coarse) > gaussian_rdp(1.1, ORDERS) * (1 + 1e-4))
+    assert np.all(skellam_rdp(INTEGER_ORDERS, 1.1, coarse) > gaussian_rdp(1.1, INTEGER_ORDERS) * (1 + 1e-4))
 
 
 def test_subsampled_bound_is_an_upper_bound_of_the_exact_sampled_gaussian_and_not_loose():

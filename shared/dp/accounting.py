@@ -1,12 +1,15 @@
 """Privacy accounting over rounds: Skellam RDP (closed form) or Gaussian (dp-accounting), optional Poisson sampling.
 
-Skellam: the multi-dimensional Skellam mechanism with parameter mu on a sum of L2/L1 sensitivity D2/D1 is
-(alpha, eps(alpha))-RDP with (Agarwal, Kairouz & Liu, NeurIPS 2021, Theorem 3.5 of arXiv:2110.04995)
+Skellam: the multi-dimensional Skellam mechanism whose two Poisson draws have mean mu each (variance 2 mu),
+on a sum of integer L2/L1 sensitivity D2/D1, is (alpha, eps(alpha))-RDP for integer alpha > 1 with
+(Agarwal, Kairouz & Liu, NeurIPS 2021, arXiv:2110.04995, Theorem 3.5 / Corollary 3.6, written there with the
+variance 2 mu in place of mu)
 
     eps(alpha) = alpha D2^2 / (4 mu) + min( ((2 alpha - 1) D2^2 + 6 D1) / (16 mu^2), 3 D1 / (4 mu) ).
 
-We use 2 alpha in place of 2 alpha - 1 (a larger, hence still valid, bound). With variance 2 mu = (z D2)^2
-the first term is the Gaussian's alpha / (2 z^2); the second vanishes as mu grows, which the tests check.
+We use 2 alpha in place of 2 alpha - 1 (a larger, hence still valid, bound) and integer orders only. With
+variance 2 mu = (z D2)^2 the first term is the Gaussian's alpha / (2 z^2); the second vanishes as mu grows,
+which the tests check against dp-accounting's Gaussian.
 
 Poisson sampling (only when `sampling_rate` is given: fedrec's server sees who took part, so sampling
 amplifies only where it is really random and hidden): the Gaussian uses dp-accounting's exact
@@ -90,12 +93,10 @@ class Mechanism:
             accountant = dp_accounting.rdp.RdpAccountant(list(ORDERS))
             accountant.compose(event, rounds)
             return float(accountant.get_epsilon(delta))
-        if self.sampling_rate is None:
-            orders, rdp = ORDERS, skellam_rdp(ORDERS, self.noise_multiplier, self.sensitivity)
-        else:
-            orders = INTEGER_ORDERS
-            rdp = poisson_subsampled_rdp(skellam_rdp(orders, self.noise_multiplier, self.sensitivity), self.sampling_rate)
-        return float(dp_accounting.rdp.compute_epsilon(orders, rounds * rdp, delta)[0])
+        rdp = skellam_rdp(INTEGER_ORDERS, self.noise_multiplier, self.sensitivity)  # the bound holds at integer orders
+        if self.sampling_rate is not None:
+            rdp = poisson_subsampled_rdp(rdp, self.sampling_rate)
+        return float(dp_accounting.rdp.compute_epsilon(INTEGER_ORDERS, rounds * rdp, delta)[0])
 
 
 def noise_for_epsilon(epsilon: float, delta: float, rounds: int, sampling_rate: float | None = None,
