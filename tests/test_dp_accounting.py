@@ -41,7 +41,7 @@ def test_skellam_rdp_hand_value():
 
 
 def test_skellam_agrees_with_the_package_gaussian_at_large_variance():
-    """At fedrec's 2^24 grid the Skellam bound is the Gaussian's (from dp-accounting) to 1e-6; on a coarse grid it is larger."""
+    """On fedrec's 2^24 grid the Skellam bound is dp-accounting's Gaussian to 1e-6; on a coarse grid it is larger."""
     sens = sensitivity(clip=1.0, dimension=5000)
     fine = skellam_rdp(INTEGER_ORDERS, 1.1, sens)
     np.testing.assert_allclose(fine, gaussian_rdp(1.1, INTEGER_ORDERS), rtol=1e-6)
@@ -130,7 +130,7 @@ def test_accountant_never_spends_past_the_budget_and_resumes_from_its_state():
 
 
 def test_subsampled_bound_hand_value():
-    """Zhu-Wang Thm 6 at alpha 3, q 0.1, eps(2) 0.5, eps(3) 0.8, written out term by term."""
+    """Zhu-Wang Theorem 5 at alpha 3, q 0.1, eps(2) 0.5, eps(3) 0.8, written out term by term."""
     q, e2, e3 = 0.1, 0.5, 0.8
     a = (1 - q) ** 2 * (3 * q - q + 1) + 3 * q**2 * (1 - q) * np.exp(e2) + 3 * 1 * q**3 * np.exp(2 * e3)
     assert poisson_subsampled_rdp(np.array([e2, e3]), q)[1] == pytest.approx(np.log(a) / 2, rel=1e-12)

@@ -1,4 +1,4 @@
-"""Skellam noise in the fixed-point domain: its distribution, the decoded sum's noise after dropouts and colluders, headroom."""
+"""Skellam noise in the fixed-point domain: distribution, decoded noise after dropouts and colluders, headroom."""
 
 from __future__ import annotations
 

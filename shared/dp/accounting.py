@@ -14,7 +14,7 @@ which the tests check against dp-accounting's Gaussian.
 Poisson sampling (only when `sampling_rate` is given: fedrec's server sees who took part, so sampling
 amplifies only where it is really random and hidden): the Gaussian uses dp-accounting's exact
 PoissonSampledDpEvent; Skellam uses the general upper bound of Zhu & Wang (ICML 2019, "Poisson subsampled
-Renyi differential privacy", Theorem 6) at integer orders, capped by the unsampled value.
+Renyi differential privacy", Theorem 5, the general upper bound) at integer orders, capped by the unsampled value.
 RDP is converted to (epsilon, delta) by dp_accounting.rdp.compute_epsilon.
 """
 
@@ -43,7 +43,10 @@ def skellam_rdp(orders: np.ndarray, noise_multiplier: float, sens: Sensitivity) 
 
 
 def poisson_subsampled_rdp(rdp_int: np.ndarray, rate: float) -> np.ndarray:
-    """Zhu & Wang (2019) Thm 6 upper bound at integer orders 2..A, from the base RDP at the same orders (index 0 = order 2)."""
+    """Zhu & Wang (2019) Theorem 5 (general upper bound) at integer orders 2..A.
+
+    rdp_int holds the base mechanism's RDP at the same orders (index 0 = order 2).
+    """
     rdp_int = np.asarray(rdp_int, dtype=np.float64)
     alphas = np.arange(2, len(rdp_int) + 2)
     if rate >= 1:
@@ -162,8 +165,9 @@ class Accountant:
         """Rebuild a saved accountant (a resumed run continues the same count)."""
         try:
             sens = state["sensitivity"]
-            mechanism = Mechanism(float(state["noise_multiplier"]), state["sampling_rate"],
-                                  None if sens is None else Sensitivity(float(sens["l2"]), float(sens["l1"]), int(sens["dimension"])))
+            if sens is not None:
+                sens = Sensitivity(float(sens["l2"]), float(sens["l1"]), int(sens["dimension"]))
+            mechanism = Mechanism(float(state["noise_multiplier"]), state["sampling_rate"], sens)
             if mechanism.name != state["mechanism"]:
                 raise DPError(f"saved mechanism {state['mechanism']!r} does not match its parameters")
             return cls(mechanism, float(state["delta"]), float(state["budget"]), int(state["rounds_spent"]))

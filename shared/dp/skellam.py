@@ -115,7 +115,9 @@ def encode_noised(x: np.ndarray, client_mu: float, rng: np.random.Generator | No
     x = np.asarray(x, dtype=np.float64).ravel()
     bad = np.flatnonzero(~(np.abs(x) <= bound))  # NaN fails the comparison and is caught too
     if bad.size:
-        raise DPError(f"value {float(x[bad[0]])!r} at index {int(bad[0])} is outside ±{bound} ({bad.size} offending values)")
+        raise DPError(
+            f"value {float(x[bad[0]])!r} at index {int(bad[0])} is outside ±{bound} ({bad.size} offending values)"
+        )
     if not bound * 2.0**frac_bits + 1 < INT64_LIMIT:
         raise DPError(f"bound {bound} does not fit in int64 with {frac_bits} fractional bits")
     scaled = randomized_round(x * 2.0**frac_bits, rng) + skellam_noise(x.shape, client_mu, rng)
