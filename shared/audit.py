@@ -154,3 +154,33 @@ def support_intersection(sums: np.ndarray, participation: np.ndarray, n_items: i
         present = (b.T @ touched) / b.sum(axis=0)[:, None]
         absent = ((1 - b).T @ touched) / (1 - b).sum(axis=0)[:, None]
     return present - np.nan_to_num(absent, nan=0.0)
+
+
+# ---------------------------------------------------------------- summaries for a report
+
+
+def score_ratings(estimates: np.ndarray, truth: np.ndarray, baseline: np.ndarray) -> dict[str, float]:
+    """RMSE and exact-hit rate of recovered ratings against the truth, next to a public baseline guess (same shapes).
+
+    Entries where the truth is NaN (not rated) are ignored; NaN estimates (no evidence) fall back to the baseline.
+    """
+    rated = ~np.isnan(truth)
+    guess = np.where(np.isnan(estimates), baseline, estimates)[rated]
+    truth, baseline = truth[rated], np.broadcast_to(baseline, rated.shape)[rated]
+    return {
+        "ratings": int(rated.sum()),
+        "rmse": float(np.sqrt(np.mean((guess - truth) ** 2))),
+        "exact": float(np.mean(np.rint(guess) == truth)),
+        "baseline_rmse": float(np.sqrt(np.mean((baseline - truth) ** 2))),
+        "baseline_exact": float(np.mean(np.rint(baseline) == truth)),
+    }
+
+
+def audit_sums(sums: np.ndarray, participation: np.ndarray, n_items: int, factors: int, rated: np.ndarray,
+               popularity: np.ndarray) -> dict[str, dict[str, float]]:
+    """Every sum-based attack, scored: differencing, least squares, support intersection."""
+    return {
+        "differencing": score_attack(row_strength(differencing(sums, participation), n_items, factors), rated, popularity),
+        "least_squares": score_attack(row_strength(least_squares(sums, participation), n_items, factors), rated, popularity),
+        "support_intersection": score_attack(support_intersection(sums, participation, n_items, factors), rated, popularity),
+    }

@@ -99,3 +99,5 @@ def test_scatter_merges_a_users_entries_on_one_target_before_the_norm():
         clip_scatter_sum([0, 1], [1, 3], np.ones((2, 1)), 1.0, 2, 3)
     with pytest.raises(DPError, match="clip"):
         clip_and_sum(np.ones((2, 2)), 0.0)
+    with pytest.raises(DPError, match="user 1's contribution is not finite"):
+        clip_and_sum(np.array([[1.0, 0.0], [np.inf, 0.0]]), 1.0)

@@ -16,6 +16,9 @@ def clip_factors(norms: np.ndarray, clip: float) -> np.ndarray:
     if not (np.isfinite(clip) and clip > 0):
         raise DPError(f"clip norm must be a positive number, got {clip}")
     norms = np.asarray(norms, dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(norms))
+    if bad.size:  # a NaN/inf contribution would otherwise be scaled by NaN and poison the whole sum
+        raise DPError(f"user {int(bad[0])}'s contribution is not finite ({bad.size} such users); nothing was summed")
     return np.minimum(1.0, clip / np.maximum(norms, np.finfo(np.float64).tiny))
 
 
