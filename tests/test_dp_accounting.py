@@ -8,8 +8,8 @@ import dp_accounting
 import numpy as np
 import pytest
 
-from fedrec.shared.dp.accounting import (INTEGER_ORDERS, ORDERS, Accountant, Mechanism, noise_for_epsilon,
-                                         poisson_subsampled_rdp, skellam_rdp)
+from fedrec.shared.dp.accounting import (INTEGER_ORDERS, ORDERS, Accountant, Mechanism, composed_epsilon,
+                                         noise_for_epsilon, poisson_subsampled_rdp, skellam_rdp)
 from fedrec.shared.dp.errors import BudgetError, DPError
 from fedrec.shared.dp.skellam import Sensitivity, sensitivity
 
@@ -107,26 +107,49 @@ def test_unreachable_budget_and_bad_parameters_are_refused():
 def test_accountant_never_spends_past_the_budget_and_resumes_from_its_state():
     sens = sensitivity(1.0, 100)
     mechanism = Mechanism(noise_for_epsilon(2.0, 1e-5, 20, None, sens), None, sens)
-    accountant = Accountant(mechanism, delta=1e-5, budget=2.0)
+    accountant = Accountant({"train": mechanism}, delta=1e-5, budget=2.0)
     for _ in range(10):
-        accountant.spend()
+        accountant.spend("train")
     state = json.loads(json.dumps(accountant.state_dict()))
     resumed = Accountant.from_state(state)
     resumed.check_matches(accountant)
-    assert resumed.rounds_spent == 10 and resumed.epsilon == pytest.approx(accountant.epsilon)
+    assert resumed.spent == {"train": 10} and resumed.epsilon == pytest.approx(accountant.epsilon)
     for _ in range(10):
-        eps = resumed.spend()
-    assert eps <= 2.0 and resumed.rounds_spent == 20
-    assert not resumed.can_spend()
-    with pytest.raises(BudgetError, match="round 21"):
-        resumed.spend()
-    assert resumed.rounds_spent == 20  # a refused round is not counted
-    with pytest.raises(DPError, match="different mechanism"):
-        Accountant(Mechanism(mechanism.noise_multiplier), 1e-5, 2.0).check_matches(resumed)
+        eps = resumed.spend("train")
+    assert eps <= 2.0 and resumed.spent["train"] == 20
+    assert not resumed.can_spend("train")
+    with pytest.raises(BudgetError, match="release 21 of 'train'"):
+        resumed.spend("train")
+    assert resumed.spent["train"] == 20  # a refused release is not counted
+    with pytest.raises(DPError, match="unknown release 'eval'"):
+        resumed.spend("eval")
+    with pytest.raises(DPError, match="different mechanisms"):
+        Accountant({"train": Mechanism(mechanism.noise_multiplier)}, 1e-5, 2.0).check_matches(resumed)
     with pytest.raises(DPError, match="invalid"):
-        Accountant.from_state({"rounds_spent": 3})
+        Accountant.from_state({"spent": {"train": 3}})
     with pytest.raises(BudgetError):
-        Accountant.from_state({**state, "rounds_spent": 1000})
+        Accountant.from_state({**state, "spent": {"train": 1000}})
+
+
+def test_composition_of_different_releases_agrees_with_dp_accounting():
+    """A statistics release once plus R sampled training releases: the package's composed event gives the same epsilon."""
+    stats, train = Mechanism(3.0), Mechanism(1.2, sampling_rate=0.1)
+    package = dp_accounting.rdp.RdpAccountant(list(ORDERS))
+    package.compose(dp_accounting.ComposedDpEvent([
+        dp_accounting.GaussianDpEvent(3.0),
+        dp_accounting.SelfComposedDpEvent(dp_accounting.PoissonSampledDpEvent(0.1, dp_accounting.GaussianDpEvent(1.2)), 40),
+    ]))
+    assert composed_epsilon([(stats, 1), (train, 40)], 1e-5) == pytest.approx(package.get_epsilon(1e-5), rel=1e-9)
+    accountant = Accountant({"stats": stats, "train": train}, 1e-5, budget=100.0)
+    accountant.spend("stats")
+    accountant.spend("train", 40)
+    assert accountant.epsilon == pytest.approx(package.get_epsilon(1e-5), rel=1e-9)
+    # Charging the statistics release to the budget needs more noise on the training releases.
+    sens = sensitivity(1.0, 500)
+    alone = noise_for_epsilon(4.0, 1e-5, 40, None, sens)
+    with_stats = noise_for_epsilon(4.0, 1e-5, 40, None, sens, also_spent=[(Mechanism(3.0, None, sens), 1)])
+    assert with_stats > alone * 1.01
+    assert composed_epsilon([(Mechanism(with_stats, None, sens), 40), (Mechanism(3.0, None, sens), 1)], 1e-5) <= 4.0
 
 
 def test_subsampled_bound_hand_value():

@@ -81,37 +81,71 @@ class Mechanism:
     def name(self) -> str:
         return "gaussian" if self.sensitivity is None else "skellam"
 
-    def epsilon(self, rounds: int, delta: float) -> float:
-        """Epsilon at `delta` after `rounds` releases."""
-        if not 0 < delta < 1:
-            raise DPError(f"delta must be in (0, 1), got {delta}")
-        if rounds < 0:
-            raise DPError(f"rounds must be >= 0, got {rounds}")
-        if rounds == 0:
-            return 0.0
+    def rdp(self, orders: np.ndarray) -> np.ndarray:
+        """RDP of one release at `orders` (Skellam: integer orders 2, 3, ... only, where its bound is stated)."""
         if self.sensitivity is None:
             event = dp_accounting.GaussianDpEvent(self.noise_multiplier)
             if self.sampling_rate is not None:
                 event = dp_accounting.PoissonSampledDpEvent(self.sampling_rate, event)
-            accountant = dp_accounting.rdp.RdpAccountant(list(ORDERS))
-            accountant.compose(event, rounds)
-            return float(accountant.get_epsilon(delta))
-        rdp = skellam_rdp(INTEGER_ORDERS, self.noise_multiplier, self.sensitivity)  # the bound holds at integer orders
-        if self.sampling_rate is not None:
-            rdp = poisson_subsampled_rdp(rdp, self.sampling_rate)
-        return float(dp_accounting.rdp.compute_epsilon(INTEGER_ORDERS, rounds * rdp, delta)[0])
+            accountant = dp_accounting.rdp.RdpAccountant(list(orders))
+            accountant.compose(event)
+            return np.asarray(accountant.rdp, dtype=np.float64)
+        if not np.array_equal(orders, np.arange(2, len(orders) + 2)):
+            raise DPError("the Skellam bound is used at the integer orders 2, 3, ... only")
+        rdp = skellam_rdp(orders, self.noise_multiplier, self.sensitivity)
+        return rdp if self.sampling_rate is None else poisson_subsampled_rdp(rdp, self.sampling_rate)
+
+    def epsilon(self, rounds: int, delta: float) -> float:
+        """Epsilon at `delta` after `rounds` releases."""
+        return composed_epsilon([(self, rounds)], delta)
+
+    def state_dict(self) -> dict:
+        sens = self.sensitivity
+        return {"mechanism": self.name, "noise_multiplier": self.noise_multiplier, "sampling_rate": self.sampling_rate,
+                "sensitivity": None if sens is None else {"l2": sens.l2, "l1": sens.l1, "dimension": sens.dimension}}
+
+    @classmethod
+    def from_state(cls, state: dict) -> Mechanism:
+        sens = state["sensitivity"]
+        if sens is not None:
+            sens = Sensitivity(float(sens["l2"]), float(sens["l1"]), int(sens["dimension"]))
+        rate = state["sampling_rate"]
+        mechanism = cls(float(state["noise_multiplier"]), None if rate is None else float(rate), sens)
+        if mechanism.name != state["mechanism"]:
+            raise DPError(f"saved mechanism {state['mechanism']!r} does not match its parameters")
+        return mechanism
+
+
+def composed_epsilon(releases, delta: float) -> float:
+    """Epsilon at `delta` of the composition of releases [(mechanism, count), ...] (RDP adds up order by order)."""
+    if not 0 < delta < 1:
+        raise DPError(f"delta must be in (0, 1), got {delta}")
+    releases = list(releases)
+    if any(count < 0 for _, count in releases):
+        raise DPError(f"release counts must be >= 0, got {[count for _, count in releases]}")
+    releases = [(mechanism, count) for mechanism, count in releases if count > 0]
+    if not releases:
+        return 0.0
+    orders = ORDERS if all(m.sensitivity is None for m, _ in releases) else INTEGER_ORDERS
+    total = sum(count * mechanism.rdp(orders) for mechanism, count in releases)
+    return float(dp_accounting.rdp.compute_epsilon(orders, total, delta)[0])
 
 
 def noise_for_epsilon(epsilon: float, delta: float, rounds: int, sampling_rate: float | None = None,
-                      sensitivity: Sensitivity | None = None, max_noise: float = 1e4, rel_tol: float = 1e-4) -> float:
-    """Smallest noise multiplier (to rel_tol, rounded up) whose `rounds` releases spend at most `epsilon` at `delta`."""
+                      sensitivity: Sensitivity | None = None, also_spent=(), max_noise: float = 1e4,
+                      rel_tol: float = 1e-4) -> float:
+    """Smallest noise multiplier (to rel_tol, rounded up) whose `rounds` releases spend at most `epsilon` at `delta`.
+
+    also_spent: other releases [(mechanism, count), ...] charged to the same budget (e.g. a statistics round).
+    """
     if not (math.isfinite(epsilon) and epsilon > 0):
         raise DPError(f"epsilon must be a positive number, got {epsilon}")
     if rounds < 1:
         raise DPError(f"rounds must be >= 1, got {rounds}")
+    also_spent = list(also_spent)
 
     def spent(z: float) -> float:
-        return Mechanism(z, sampling_rate, sensitivity).epsilon(rounds, delta)
+        return composed_epsilon([(Mechanism(z, sampling_rate, sensitivity), rounds), *also_spent], delta)
 
     low, high = 1e-3, 1.0
     while spent(high) > epsilon:
@@ -128,53 +162,67 @@ def noise_for_epsilon(epsilon: float, delta: float, rounds: int, sampling_rate: 
 
 
 class Accountant:
-    """Rounds spent under one mechanism and budget; refuses to spend past the budget; state saves to a dict."""
+    """Releases spent per named mechanism (e.g. "stats", "train") under one budget; never spends past it.
 
-    def __init__(self, mechanism: Mechanism, delta: float, budget: float, rounds_spent: int = 0):
-        self.mechanism, self.delta, self.budget = mechanism, float(delta), float(budget)
-        self.rounds_spent = int(rounds_spent)
+    Spend BEFORE a release is decoded: a refused spend leaves the count unchanged. The state is a plain
+    dict (JSON-safe), so a resumed run continues the same count.
+    """
+
+    def __init__(self, mechanisms: dict[str, Mechanism], delta: float, budget: float,
+                 spent: dict[str, int] | None = None):
+        if not mechanisms:
+            raise DPError("an accountant needs at least one mechanism")
+        if not (math.isfinite(budget) and budget > 0):
+            raise DPError(f"the epsilon budget must be a positive number, got {budget}")
+        self.mechanisms, self.delta, self.budget = dict(mechanisms), float(delta), float(budget)
+        self.spent = {name: 0 for name in self.mechanisms}
+        for name, count in (spent or {}).items():
+            self._check_name(name)
+            self.spent[name] = int(count)
         if self.epsilon > self.budget:
-            raise BudgetError(f"{self.rounds_spent} rounds already spend epsilon {self.epsilon:.4g} > budget {self.budget}")
+            raise BudgetError(f"releases {self.spent} already spend epsilon {self.epsilon:.4g} > budget {self.budget}")
+
+    def _check_name(self, name: str) -> None:
+        if name not in self.mechanisms:
+            raise DPError(f"unknown release {name!r}; the accountant knows {sorted(self.mechanisms)}")
+
+    def _epsilon(self, spent: dict[str, int]) -> float:
+        return composed_epsilon([(self.mechanisms[name], count) for name, count in spent.items()], self.delta)
 
     @property
     def epsilon(self) -> float:
-        return self.mechanism.epsilon(self.rounds_spent, self.delta)
+        return self._epsilon(self.spent)
 
-    def can_spend(self, rounds: int = 1) -> bool:
-        return self.mechanism.epsilon(self.rounds_spent + rounds, self.delta) <= self.budget
+    def epsilon_after(self, name: str, count: int = 1) -> float:
+        self._check_name(name)
+        return self._epsilon({**self.spent, name: self.spent[name] + count})
 
-    def spend(self, rounds: int = 1) -> float:
-        """Record `rounds` more releases (before they happen); returns epsilon spent so far."""
-        after = self.mechanism.epsilon(self.rounds_spent + rounds, self.delta)
+    def can_spend(self, name: str, count: int = 1) -> bool:
+        return self.epsilon_after(name, count) <= self.budget
+
+    def spend(self, name: str, count: int = 1) -> float:
+        """Record `count` more releases of `name` (before they are decoded); returns epsilon spent so far."""
+        after = self.epsilon_after(name, count)
         if after > self.budget:
-            raise BudgetError(f"round {self.rounds_spent + rounds} would spend epsilon {after:.4g} > budget {self.budget}")
-        self.rounds_spent += rounds
+            raise BudgetError(f"release {self.spent[name] + count} of {name!r} would spend epsilon {after:.4g} "
+                              f"> budget {self.budget}")
+        self.spent[name] += count
         return after
 
     def state_dict(self) -> dict:
-        sens = self.mechanism.sensitivity
-        return {
-            "mechanism": self.mechanism.name, "noise_multiplier": self.mechanism.noise_multiplier,
-            "sampling_rate": self.mechanism.sampling_rate, "delta": self.delta, "budget": self.budget,
-            "rounds_spent": self.rounds_spent, "epsilon": self.epsilon,
-            "sensitivity": None if sens is None else {"l2": sens.l2, "l1": sens.l1, "dimension": sens.dimension},
-        }
+        return {"delta": self.delta, "budget": self.budget, "epsilon": self.epsilon, "spent": dict(self.spent),
+                "mechanisms": {name: m.state_dict() for name, m in self.mechanisms.items()}}
 
     @classmethod
     def from_state(cls, state: dict) -> Accountant:
-        """Rebuild a saved accountant (a resumed run continues the same count)."""
+        """Rebuild a saved accountant (a resumed run continues the same counts)."""
         try:
-            sens = state["sensitivity"]
-            if sens is not None:
-                sens = Sensitivity(float(sens["l2"]), float(sens["l1"]), int(sens["dimension"]))
-            mechanism = Mechanism(float(state["noise_multiplier"]), state["sampling_rate"], sens)
-            if mechanism.name != state["mechanism"]:
-                raise DPError(f"saved mechanism {state['mechanism']!r} does not match its parameters")
-            return cls(mechanism, float(state["delta"]), float(state["budget"]), int(state["rounds_spent"]))
-        except (KeyError, TypeError, ValueError) as error:
+            mechanisms = {name: Mechanism.from_state(m) for name, m in state["mechanisms"].items()}
+            return cls(mechanisms, float(state["delta"]), float(state["budget"]), dict(state["spent"]))
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise DPError(f"saved accountant state is invalid: {error!r}") from None
 
     def check_matches(self, other: Accountant) -> None:
-        """Refuse to resume under a different mechanism, delta or budget than the saved one."""
-        if (self.mechanism, self.delta, self.budget) != (other.mechanism, other.delta, other.budget):
-            raise DPError("the saved accountant was for a different mechanism, delta or budget; start a new run")
+        """Refuse to resume under different mechanisms, delta or budget than the saved ones."""
+        if (self.mechanisms, self.delta, self.budget) != (other.mechanisms, other.delta, other.budget):
+            raise DPError("the saved accountant was for different mechanisms, delta or budget; start a new run")
