@@ -1,0 +1,1 @@
+"""User-level differential privacy under secure aggregation: Skellam noise, calibration, clipping, accounting."""
