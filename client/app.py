@@ -55,23 +55,25 @@ def client_data(msg: Message, context: Context, config: FedrecConfig) -> tuple[C
 
 
 def compute_vector(msg: Message, context: Context, config: FedrecConfig) -> np.ndarray:
-    """The float vector this client contributes for the message's task (stats, train or evaluate)."""
+    """The float vector this client contributes for the message's task (stats, train or evaluate); under
+    differential privacy (`dp_clip` in the message) each user's contribution is clipped to that norm."""
     settings = msg.content.config_records[protocol.CONFIG]
+    clip = float(settings[protocol.DP_CLIP]) if protocol.DP_CLIP in settings else None
     data, seed, state_dir = client_data(msg, context, config)
     trainer = ClientTrainer(data, config, seed, load_user_state(context, state_dir))
     task = settings["task"]
     if task == protocol.TASK_STATS:
-        return trainer.stats()
+        return trainer.stats(clip)
     arrays = msg.content.array_records[protocol.ITEM]
     item = mf.ItemSide(arrays["q"].numpy().copy(), arrays["bi"].numpy().copy(), float(settings["mu"]))
     if task == protocol.TASK_EVALUATE:
-        return trainer.evaluate(item, arrays["known"].numpy().astype(bool))
+        return trainer.evaluate(item, arrays["known"].numpy().astype(bool), clip)
     if task != protocol.TASK_TRAIN:
         raise ValueError(f"unknown task {task!r}")
     parts = []
     if settings["evaluate"]:  # the received model, evaluated before training changes the user side
         parts.append(trainer.evaluate(item, arrays["known"].numpy().astype(bool)))
-    parts.append(trainer.train(item))
+    parts.append(trainer.train(item, clip))
     save_user_state(context, state_dir, trainer.state())
     return np.concatenate(parts)
 

@@ -50,7 +50,9 @@ def respond(
     elif stage == M.SHARE_KEYS:
         reply = client.share_keys(request)
     elif stage == M.MASKED_INPUT:
-        reply = client.masked_input(request, compute_vector(msg, context, config))
+        task = msg.content.config_records[protocol.CONFIG]
+        noise = (float(task[protocol.DP_NOISE]), float(task[protocol.DP_CLIP])) if protocol.DP_NOISE in task else None
+        reply = client.masked_input(request, compute_vector(msg, context, config), noise)
     elif stage == M.UNMASK:
         reply = client.unmask(request)
     else:

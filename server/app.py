@@ -49,6 +49,7 @@ def build_server_app(
     n_items: int | None = None,
     on_round: Callable[[dict], None] | None = None,
     on_result: Callable[[dict], None] | None = None,
+    n_users: int | None = None,
 ) -> ServerApp:
     """A ServerApp bound to `config` (simulation), or reading its run config (`flwr run`, `fedrec server`)."""
     app = ServerApp()
@@ -60,8 +61,12 @@ def build_server_app(
             return
         run_config = config or from_run_config(context.run_config)
         # The item catalogue is public (its size fixes the vector layout); ratings stay with the clients.
-        items = n_items if n_items is not None else load_dataset(run_config).n_items
-        result = run_federation(grid, run_config, items, on_round or log_round)
+        if n_items is None:
+            dataset = load_dataset(run_config)
+            items, users = dataset.n_items, dataset.n_users
+        else:
+            items, users = n_items, n_users
+        result = run_federation(grid, run_config, items, on_round or log_round, n_users=users)
         flower_log.info("fedrec finished: test RMSE %.4f, MAE %.4f, %.1f s", result["rmse"], result["mae"], result["wall_seconds"])
         if on_result is not None:
             on_result(result)

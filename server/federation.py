@@ -13,6 +13,7 @@ from fedrec.server.aggregation import PlainSum, SumResult, VectorSum
 from fedrec.server.state import Checkpoint, Saved
 from fedrec.shared import federated, protocol
 from fedrec.shared.config import FedrecConfig
+from fedrec.shared.dp.plan import plan_run
 from fedrec.shared.errors import FedrecError
 
 log = logging.getLogger("fedrec.server")
@@ -49,6 +50,13 @@ def make_aggregator(grid: Grid, config: FedrecConfig) -> VectorSum:
     return PlainSum(grid, config.federated.timeout)
 
 
+def privacy_level(config: FedrecConfig) -> str:
+    """What protects the clients in this run: "none", "secure-sum" or "secure-sum+dp"."""
+    if not config.federated.secure:
+        return "none"
+    return "secure-sum+dp" if config.dp.epsilon is not None else "secure-sum"
+
+
 def run_federation(
     grid: Grid,
     config: FedrecConfig,
@@ -57,21 +65,37 @@ def run_federation(
     catalogue: list[str] | None = None,
     checkpoint: Checkpoint | None = None,
     resume: bool = False,
+    n_users: int | None = None,
 ) -> dict:
     """Train for `federated.rounds` rounds; returns the results (final metrics and per-round history).
 
     The model after round m is evaluated at the start of round m+1: when every client takes part in that
-    round, the evaluation sums ride on the training exchange (one secure sum instead of two); otherwise it
-    is its own exchange with all clients. The last round is evaluated by a final exchange.
+    round (and without differential privacy), the evaluation sums ride on the training exchange (one secure
+    sum instead of two); otherwise it is its own exchange with all clients. The last round is evaluated by a
+    final exchange. With `dp.epsilon` every sum is a counted release: the run never decodes one past the budget.
     """
     fed, k = config.federated, config.eval.top_k
     start = time.perf_counter()
+    dp = plan_run(config, n_items, n_users) if config.dp.epsilon is not None else None
     nodes = wait_for_nodes(grid, fed.num_clients)
     aggregator = make_aggregator(grid, config)
     # Every task message carries the settings clients must follow and, in deployment, the item catalogue.
-    common = {protocol.SETTINGS: config.model_dump_json(include={"model", "federated", "eval"})}
+    common = {protocol.SETTINGS: config.model_dump_json(include={"model", "federated", "eval", "dp"})}
     if catalogue is not None:
         common[protocol.ITEMS] = list(catalogue)
+    releases: dict[str, int] = {}
+
+    def task(kind: str, **fields) -> dict:
+        extra = {protocol.DP_NOISE: dp.noise_multiplier, protocol.DP_CLIP: dp.clips[kind]} if dp else {}
+        return {**common, "task": kind, **fields, **extra}
+
+    def released(kind: str, result: SumResult) -> None:
+        if dp is not None and result.total is not None:
+            releases[kind] = releases.get(kind, 0) + 1
+
+    def budget_allows(kind: str) -> bool:
+        return dp is None or dp.can_release(releases, kind)
+
     history: list[dict] = []
     first_round = 1
     if resume:
@@ -80,24 +104,29 @@ def run_federation(
             raise FedrecError(f"cannot resume: the checkpoint holds {saved.q.shape[0]} items x {saved.q.shape[1]} "
                               f"factors, this run has {n_items} x {config.model.factors}")
         stats, history, first_round = saved.stats, saved.history, saved.round + 1
+        if dp is not None:  # the same accountant continues: count what was already released
+            releases = dict(history[-1].get("releases", {})) if history else {}
         server = federated.ServerModel(n_items, config, stats.mu)
         server.item.q[:], server.item.bi[:] = saved.q, saved.bi
         server.optimizer.load_state(saved.optimizer)
         log.info("resuming after round %d", saved.round)
     else:
         # Everything constant about a client (its counts and sizes) is summed once, here, and never again.
-        result = aggregator.sum(nodes, {**common, "task": protocol.TASK_STATS, "round": 0}, {},
-                                federated.stats_length(n_items), "0")
+        result = aggregator.sum(nodes, task(protocol.TASK_STATS, round=0), {}, federated.stats_length(n_items), "0")
+        released(protocol.TASK_STATS, result)
         if result.total is None:
             raise FedrecError(f"no client answered the statistics round: {'; '.join(result.failures)}")
         if len(result.participants) < len(nodes):
             log.warning("statistics round: %d of %d clients answered; the missing clients' data is not counted "
                         "in the mean or the evaluation denominators", len(result.participants), len(nodes))
-        stats = federated.Stats.from_total(result.total)
+        if dp is not None:
+            stats = federated.Stats.from_dp_total(result.total, dp.noise_multiplier * dp.clips[protocol.TASK_STATS])
+        else:
+            stats = federated.Stats.from_total(result.total)
         server = federated.ServerModel(n_items, config, stats.mu)
     mu, known = stats.mu, stats.known.astype(np.uint8)
     train_length = federated.train_length(n_items, config.model.factors)
-    eval_length = federated.eval_length(n_items, config.eval.coverage)
+    eval_length = len(federated.DP_EVAL_SCALARS) if dp else federated.eval_length(n_items, config.eval.coverage)
     final: dict = {}
 
     def due(round_number: int) -> bool:
@@ -105,17 +134,25 @@ def run_federation(
 
     def record(entry: dict, total: np.ndarray | None, answered: int = 0) -> None:
         if total is not None:
-            # Denominators come from the statistics sum; with clients missing they are scaled (an estimate).
-            final.update(federated.finalize_eval(total, k, stats, answered / len(nodes)))
-            entry.update({key: final[key] for key in ("rmse", "mae", f"ndcg@{k}")})
+            if dp is not None:  # the noised sums carry their own denominators
+                final.update(federated.finalize_dp_eval(total))
+            else:  # denominators from the statistics sum; with clients missing they are scaled (an estimate)
+                final.update(federated.finalize_eval(total, k, stats, answered / len(nodes)))
+            entry.update({key: final[key] for key in ("rmse", "mae", f"ndcg@{k}") if key in final})
             if answered < len(nodes):
                 entry["eval_partial"] = f"{answered} of {len(nodes)} clients"
+        if dp is not None:
+            entry["epsilon"], entry["releases"] = dp.spent(releases), dict(releases)
         if on_round is not None:
             on_round(entry)
 
     def evaluate(round_number: int) -> SumResult:
-        return aggregator.sum(nodes, {**common, "task": protocol.TASK_EVALUATE, "round": round_number, "mu": mu},
-                              {**server.item.arrays(), "known": known}, eval_length, f"{round_number}.eval")
+        if not budget_allows(protocol.TASK_EVALUATE):
+            return SumResult(total=None, participants=[], failures=["evaluation skipped: it would exceed the DP budget"])
+        result = aggregator.sum(nodes, task(protocol.TASK_EVALUATE, round=round_number, mu=mu),
+                                {**server.item.arrays(), "known": known}, eval_length, f"{round_number}.eval")
+        released(protocol.TASK_EVALUATE, result)
+        return result
 
     for round_number in range(first_round, fed.rounds + 1):
         round_start = time.perf_counter()
@@ -123,15 +160,19 @@ def run_federation(
         nodes = sorted(grid.get_node_ids()) or nodes
         sampled = sample_nodes(nodes, config, round_number)
         evaluate_previous = due(round_number - 1)
-        piggyback = evaluate_previous and len(sampled) == len(nodes)
+        piggyback = evaluate_previous and len(sampled) == len(nodes) and dp is None
         exchanges: list[SumResult] = []
         if evaluate_previous and not piggyback:
             exchanges.append(evaluate(round_number - 1))
             record(history[-1], exchanges[-1].total, len(exchanges[-1].participants))
+        if not budget_allows(protocol.TASK_TRAIN):
+            raise FedrecError(f"round {round_number} would exceed the privacy budget of epsilon {dp.epsilon}; "
+                              "the run stops here (a resumed run continues the same accountant)")
         arrays = {**server.item.arrays(), **({"known": known} if piggyback else {})}
         train = aggregator.sum(
-            sampled, {**common, "task": protocol.TASK_TRAIN, "round": round_number, "mu": mu, "evaluate": piggyback},
+            sampled, task(protocol.TASK_TRAIN, round=round_number, mu=mu, evaluate=piggyback),
             arrays, train_length + (eval_length if piggyback else 0), str(round_number))
+        released(protocol.TASK_TRAIN, train)
         exchanges.append(train)
         total = train.total
         if piggyback:
@@ -149,6 +190,8 @@ def run_federation(
         entry["bytes_up"] = sum(x.bytes_up for x in exchanges)
         entry["bytes_down"] = sum(x.bytes_down for x in exchanges)
         entry["failures"] = [f for x in exchanges for f in x.failures]
+        if dp is not None:
+            entry["epsilon"], entry["releases"] = dp.spent(releases), dict(releases)
         history.append(entry)
         if checkpoint is not None:
             checkpoint.save(Saved(round_number, server.item.q, server.item.bi, stats, server.optimizer.state, history))
@@ -159,8 +202,11 @@ def run_federation(
     if "rmse" not in final and history:  # resumed after the last round was trained but not yet evaluated
         last = evaluate(history[-1]["round"])
         record(history[-1], last.total, len(last.participants))
+    sampling_rate = len(sample_nodes(nodes, config, 1)) / max(len(nodes), 1)
     return {
         **final,
+        "privacy": privacy_level(config),
+        **({"dp": {**dp.summary(fed.rounds, sampling_rate), "epsilon_spent": dp.spent(releases)}} if dp else {}),
         "wall_seconds": time.perf_counter() - start,
         "rounds": fed.rounds,
         "num_clients": len(nodes),

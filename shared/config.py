@@ -6,7 +6,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, ValidationError, model_validator
 
 from fedrec.shared.errors import ConfigError
 
@@ -157,6 +157,24 @@ class SecAggConfig(_Section):
     sum of two, each reads the other's input)."""
 
 
+class DPConfig(_Section):
+    """User-level differential privacy on every sum the server decodes (needs secure aggregation).
+
+    Each client clips each of its users' contribution to every vector, then adds its share of Skellam noise in
+    the fixed-point domain before masking, so the decoded sum carries the full noise even when the announced
+    share of clients drop out or collude. fedrec picks the noise that spends at most `epsilon` over the planned
+    releases (one statistics sum, every training round, every evaluation)."""
+
+    epsilon: PositiveFloat | None = None
+    """The privacy budget; None turns differential privacy off."""
+    delta: float | None = Field(None, gt=0.0, lt=1.0)
+    """The delta of (epsilon, delta)-DP; None: 1 / number of users (simulation; a deployed server needs it set)."""
+    clip: PositiveFloat = 1.0
+    """L2 bound on one user's contribution to a training update (item gradient rows and biases)."""
+    eval_clip: PositiveFloat = 50.0
+    """L2 bound on one user's contribution to an evaluation sum (squared error, absolute error, test count)."""
+
+
 class FedrecConfig(_Section):
     """Every setting of fedrec, grouped by concern."""
 
@@ -167,6 +185,16 @@ class FedrecConfig(_Section):
     eval: EvalConfig = EvalConfig()
     federated: FederatedConfig = FederatedConfig()
     secagg: SecAggConfig = SecAggConfig()
+    dp: DPConfig = DPConfig()
+
+    @model_validator(mode="after")
+    def _dp_needs_secure_gradient_training(self) -> FedrecConfig:
+        if self.dp.epsilon is not None and not self.federated.secure:
+            raise ValueError("dp.epsilon needs secure aggregation (federated.secure = true): each client adds only "
+                             "a share of the noise, which protects nobody in a plain sum")
+        if self.dp.epsilon is not None and self.federated.update != "gradient":
+            raise ValueError("dp.epsilon needs federated.update = \"gradient\" (delta updates need exact item counts)")
+        return self
 
 
 def _format_validation_error(error: ValidationError, source: str) -> str:

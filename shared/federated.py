@@ -19,14 +19,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
+import scipy.sparse as sp
+
 from fedrec.shared import metrics, mf
 from fedrec.shared.config import FedrecConfig
 from fedrec.shared.data.ratings import Ratings
+from fedrec.shared.dp.clipping import clip_and_sum, clipped_item_gradient
 from fedrec.shared.optim import Optimizer
 from fedrec.shared.train import ITEM_STREAM, USER_STREAM, init_rng
 
 STATS_SCALARS = ("rating_sum", "train_n", "test_n", "ranked_users")
 EVAL_SCALARS = ("sse", "sae", "ndcg", "precision", "recall")
+# Under differential privacy: statistics per user are [mean rating, 1, 0, 0, 1/sqrt(n) per rated item] (bounded
+# without clipping anything), and evaluation per user is [squared error, absolute error, test ratings]; the
+# ranking sums would drown in noise at any useful budget, so they are not released.
+DP_EVAL_SCALARS = ("sse", "sae", "n")
 
 
 def stats_length(n_items: int) -> int:
@@ -57,6 +64,14 @@ class Stats:
         counts = np.rint(total[len(STATS_SCALARS):])
         return cls(float(scalars["rating_sum"] / max(scalars["train_n"], 1.0)), counts,
                    float(np.rint(scalars["test_n"])), float(np.rint(scalars["ranked_users"])))
+
+    @classmethod
+    def from_dp_total(cls, total: np.ndarray, noise_std: float) -> Stats:
+        """From the noised DP statistics sum: the mean of the users' mean ratings, and as known items those whose
+        weighted count stands four noise deviations clear of zero (no counts: `delta` updates are refused)."""
+        weighted = total[len(STATS_SCALARS):]
+        known = weighted > 4.0 * noise_std
+        return cls(float(total[0] / max(total[1], 1.0)), known.astype(np.float64), 0.0, 0.0)
 
     @property
     def known(self) -> np.ndarray:
@@ -107,15 +122,40 @@ class ClientTrainer:
         """What the client keeps between rounds (its own persistent state, never sent)."""
         return {**self.user.arrays(), **{f"opt.{key}": value for key, value in self.optimizer.state.items()}}
 
-    def stats(self) -> np.ndarray:
+    def stats(self, dp_clip: float | None = None) -> np.ndarray:
+        if dp_clip is not None:
+            return self._dp_stats(dp_clip)
         train, test = self.data.train, self.data.test
         counts = np.bincount(train.items, minlength=train.n_items)
         ranked = np.unique(test.users[test.values >= self.config.eval.relevant_threshold]).size
         return np.concatenate([[train.values.sum(), len(train), len(test), ranked], counts]).astype(np.float64)
 
-    def train(self, item: mf.ItemSide) -> np.ndarray:
-        """One round of local work at the received item side; returns the train vector."""
+    def _dp_stats(self, clip: float) -> np.ndarray:
+        """Per user [mean rating, 1, 0, 0, 1/sqrt(n) on each rated item], each row clipped to `clip`, summed."""
+        train = self.data.train
+        n = np.bincount(train.users, minlength=train.n_users).astype(np.float64)
+        active = n > 0
+        means = np.bincount(train.users, train.values, train.n_users)[active] / n[active]
+        rows = np.flatnonzero(active)
+        width = len(STATS_SCALARS) + train.n_items
+        head = sp.csr_matrix((np.concatenate([means, np.ones(rows.size)]),
+                              (np.concatenate([rows, rows]), np.repeat([0, 1], rows.size))), shape=(train.n_users, width))
+        items = sp.csr_matrix((1.0 / np.sqrt(n[train.users]), (train.users, len(STATS_SCALARS) + train.items)),
+                              shape=(train.n_users, width))
+        return clip_and_sum(head + items, clip)
+
+    def train(self, item: mf.ItemSide, dp_clip: float | None = None) -> np.ndarray:
+        """One round of local work at the received item side; returns the train vector (with `dp_clip`, the
+        item gradient with each user's contribution clipped to that L2 norm)."""
         model, fed = self.config.model, self.config.federated
+        if dp_clip is not None:
+            _, _, user_grads, _ = mf.loss_and_gradients(self.ratings, self.user, item, model.reg, model.bias_reg)
+            errors = mf.residuals(self.ratings, self.user, item)
+            grad_q, grad_bi, _ = clipped_item_gradient(self.ratings.users, self.ratings.items, errors, self.user.p,
+                                                       item.q, model.reg, dp_clip, item.bi, model.bias_reg,
+                                                       self.ratings.n_users)
+            self.optimizer.step(self.user.arrays(), user_grads)
+            return np.concatenate([grad_q.ravel(), grad_bi]).astype(np.float64)
         if fed.update == "gradient":
             for _ in range(fed.local_epochs - 1):  # refine the user side against the fixed item side first
                 _, _, user_grads, _ = mf.loss_and_gradients(self.ratings, self.user, item, model.reg, model.bias_reg)
@@ -135,12 +175,18 @@ class ClientTrainer:
             update = {"q": counts[:, None] * (item.q - local.q), "bi": counts * (item.bi - local.bi)}
         return np.concatenate([update["q"].ravel(), update["bi"]]).astype(np.float64)
 
-    def evaluate(self, item: mf.ItemSide, item_known: np.ndarray) -> np.ndarray:
+    def evaluate(self, item: mf.ItemSide, item_known: np.ndarray, dp_clip: float | None = None) -> np.ndarray:
         """Error and ranking sums of this client's held-out ratings under its own user factors."""
         train, test = self.data.train, self.data.test
         user_known = self.ratings.user_counts > 0
         predictions = mf.predict(self.user, item, test.users, test.items, user_known, item_known,
                                  test.rating_min, test.rating_max)
+        if dp_clip is not None:  # per user [squared error, absolute error, test ratings], clipped, summed
+            diff = predictions.astype(np.float64) - test.values
+            per_user = np.stack([np.bincount(test.users, diff * diff, test.n_users),
+                                 np.bincount(test.users, np.abs(diff), test.n_users),
+                                 np.bincount(test.users, minlength=test.n_users).astype(np.float64)], axis=1)
+            return clip_and_sum(per_user, dp_clip)
         errors = metrics.error_sums(predictions, test.values)
         ranking, recommended = metrics.ranking_sums(
             self.user, item, train.users, train.items, test.users, test.items, test.values,
@@ -181,3 +227,10 @@ def finalize_eval(total: np.ndarray, k: int, stats: Stats, share: float = 1.0) -
     ranking = {key: scalars[key] for key in ("ndcg", "precision", "recall")} | {"users": stats.ranked_users * share}
     recommended = total[len(EVAL_SCALARS):] if total.size > len(EVAL_SCALARS) else None
     return metrics.finalize(errors, ranking, recommended, k)
+
+
+def finalize_dp_eval(total: np.ndarray) -> dict[str, float]:
+    """RMSE and MAE from a noised DP evaluation sum (its own noised test count is the denominator)."""
+    sse, sae, n = (float(v) for v in total[: len(DP_EVAL_SCALARS)])
+    n = max(n, 1.0)
+    return {"rmse": float(np.sqrt(max(sse, 0.0) / n)), "mae": max(sae, 0.0) / n}

@@ -45,6 +45,16 @@ def add_federated_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--sampling-seed", dest="federated.seed", type=int, metavar="N")
     group.add_argument("--secure", dest="federated.secure", action=argparse.BooleanOptionalAction, default=None,
                        help="secure aggregation of the clients' vectors")
+    add_dp_options(parser)
+
+
+def add_dp_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("differential privacy (user level, on every decoded sum)")
+    group.add_argument("--dp-epsilon", dest="dp.epsilon", type=float, metavar="E",
+                       help="privacy budget; fedrec picks the noise that spends at most E over the planned rounds")
+    group.add_argument("--dp-delta", dest="dp.delta", type=float, metavar="D", help="default 1 / number of users")
+    group.add_argument("--dp-clip", dest="dp.clip", type=float, metavar="C",
+                       help="L2 bound on one user's contribution to a training update (default 1.0)")
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -74,12 +84,18 @@ def simulate(config: FedrecConfig, on_round=None, n_items: int | None = None) ->
     from fedrec.client.app import build_client_app
     from fedrec.server.app import build_server_app
 
-    if n_items is None:
-        n_items = load_train_test(config)[0].n_items  # fails early, before Ray starts, on bad data
+    n_users = None
+    if n_items is None or (config.dp.epsilon is not None and config.dp.delta is None):
+        train = load_train_test(config)[0]  # fails early, before Ray starts, on bad data
+        n_items, n_users = train.n_items, train.n_users
+    if config.dp.epsilon is not None:  # an impossible budget is refused before Ray starts
+        from fedrec.shared.dp.plan import plan_run
+
+        plan_run(config, n_items, n_users)
     holder: dict = {}
     start = time.perf_counter()
     run_simulation(
-        server_app=build_server_app(config, n_items, on_round, holder.update),
+        server_app=build_server_app(config, n_items, on_round, holder.update, n_users),
         client_app=build_client_app(config),
         num_supernodes=config.federated.num_clients,
         backend_config={
@@ -93,10 +109,27 @@ def simulate(config: FedrecConfig, on_round=None, n_items: int | None = None) ->
     return holder
 
 
+def privacy_line(config: FedrecConfig, n_items: int, n_users: int | None) -> str:
+    """The first line of every run: what protects the clients, so a secure sum is never mistaken for DP."""
+    from fedrec.server.federation import privacy_level
+
+    level = privacy_level(config)
+    if level == "secure-sum+dp":
+        from fedrec.shared.dp.plan import plan_run
+
+        plan = plan_run(config, n_items, n_users)
+        return (f"privacy: secure-sum+dp (user-level epsilon {plan.epsilon:g} at delta {plan.delta:.3g}, noise "
+                f"multiplier {plan.noise_multiplier:.3f}, clip {plan.clips['train']:g}, Skellam)")
+    if level == "secure-sum":
+        return "privacy: secure-sum (the server sees only sums; no differential privacy: see README's threat model)"
+    return "privacy: none (the server sees every client's vector)"
+
+
 def _print_round(entry: dict) -> None:
     rmse = f"{entry['rmse']:.4f}" if "rmse" in entry else "   -  "
     note = f"  SKIPPED: {entry['skipped']}" if "skipped" in entry else ""
-    print(f"round {entry['round']:4d}  clients {entry['clients']:4d}  test RMSE {rmse}  "
+    eps = f"  epsilon {entry['epsilon']:.2f}" if "epsilon" in entry else ""
+    print(f"round {entry['round']:4d}  clients {entry['clients']:4d}  test RMSE {rmse}{eps}  "
           f"{entry['seconds']:6.2f} s  up {entry['bytes_up'] / 1e6:8.2f} MB  down {entry['bytes_down'] / 1e6:8.2f} MB{note}",
           file=sys.stderr, flush=True)
 
@@ -105,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
     config = cli.config_from_args(args)
     train, test = load_train_test(config)
     fed = config.federated
+    print(privacy_line(config, train.n_items, train.n_users), file=sys.stderr)
     print(f"{len(train)} training and {len(test)} test ratings, {train.n_users} users, {train.n_items} items; "
           f"{fed.num_clients} clients, {fed.rounds} rounds, {'secure' if fed.secure else 'plain'} aggregation",
           file=sys.stderr)
@@ -112,7 +146,10 @@ def run(args: argparse.Namespace) -> int:
     item = result.pop("item_model")
     atomic.write_npz(args.model_out, q=item["q"], bi=item["bi"], mu=np.float64(item["mu"]))
     k = config.eval.top_k
-    print(f"final: test RMSE {result['rmse']:.4f}  MAE {result['mae']:.4f}  NDCG@{k} {result[f'ndcg@{k}']:.4f}  "
+    ndcg = result.get(f"ndcg@{k}")
+    ndcg_text = f"NDCG@{k} {ndcg:.4f}" if ndcg is not None else f"NDCG@{k} - (not released under DP)"
+    dp_text = f"  epsilon spent {result['dp']['epsilon_spent']:.3f} of {result['dp']['epsilon']:g}" if "dp" in result else ""
+    print(f"final: test RMSE {result['rmse']:.4f}  MAE {result['mae']:.4f}  {ndcg_text}{dp_text}  "
           f"wall {result['wall_seconds']:.1f} s; item model saved to {args.model_out}")
     if args.json is not None:
         atomic.write_json(args.json, {**result, "n_train": len(train), "n_test": len(test),

@@ -15,6 +15,8 @@ import secrets
 
 import numpy as np
 
+from fedrec.shared.dp.calibration import NoisePlan
+from fedrec.shared.dp.skellam import encode_noised
 from fedrec.shared.secagg import aead, committee, fixedpoint, graph, keys, prg, shamir
 from fedrec.shared.secagg import messages as M
 from fedrec.shared.secagg.errors import SecAggRefusal
@@ -85,8 +87,12 @@ class SecAggClient:
         return self.params.plan(len(cohort))
 
     # ----- stage 3
-    def masked_input(self, req: dict, x: np.ndarray) -> dict:
-        """Return y = encode(x) + PRG(b) ± pairwise masks, sealed shares of b and of the next s key."""
+    def masked_input(self, req: dict, x: np.ndarray, noise: tuple[float, float] | None = None) -> dict:
+        """Return y = encode(x) + PRG(b) ± pairwise masks, sealed shares of b and of the next s key.
+
+        With `noise` = (noise multiplier, clip), x is randomly rounded and this client adds its share of
+        Skellam noise, sized so that the sum keeps the full noise when the cohort loses its announced
+        dropouts and colluders (who know, and could subtract, their own shares)."""
         self._check(req, M.MASKED_INPUT)
         if not self.seal_keys:
             raise self.refuse("masked input requested before setup finished")
@@ -106,7 +112,12 @@ class SecAggClient:
         pks = dict(zip((int(v) for v in req[M.NEIGHBOUR_IDS]), req[M.NEIGHBOUR_S_PK]))
         if missing := [v for v in nbrs if v not in pks]:
             raise self.refuse(f"no s key for neighbours {missing[:10]}")
-        y = fixedpoint.encode(x, plan.frac_bits, plan.bound)  # may raise SecAggRangeError: state unchanged
+        if noise is None:
+            y = fixedpoint.encode(x, plan.frac_bits, plan.bound)  # may raise SecAggRangeError: state unchanged
+        else:
+            share = NoisePlan(noise[0], noise[1], x.size, len(cohort), plan.max_dropouts, plan.colluders, plan.frac_bits)
+            fixedpoint.encode(x, plan.frac_bits, plan.bound)  # the same range check as without noise
+            y = encode_noised(x, share.client_mu, frac_bits=plan.frac_bits, bound=plan.bound)
         b = secrets.token_bytes(prg.SEED_BYTES)
         y += prg.expand(b, y.size)  # uint64 arithmetic wraps mod 2^64
         for v in nbrs:
