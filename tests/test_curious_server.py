@@ -48,7 +48,7 @@ def recorded_run(monkeypatch, num_clients, fail=None, **overrides):
 
     monkeypatch.setattr(federation, "make_aggregator", recording)
     grid = FakeGrid(config, num_clients, fail=fail)
-    result = run_federation(grid, config, n_items=N_ITEMS)
+    result = run_federation(grid, config, n_items=N_ITEMS, n_users=config.synthetic.n_users)
     return config, grid, result, recorders[0].log
 
 
@@ -183,8 +183,8 @@ def test_a_cohort_below_the_clients_minimum_gets_error_replies():
 def test_a_range_error_reaches_the_server_without_any_number_from_the_vector(monkeypatch):
     original = ClientTrainer.train
 
-    def huge(self, item):
-        vector = original(self, item)
+    def huge(self, item, dp_clip=None):
+        vector = original(self, item, dp_clip)
         vector[37] = 1e15  # beyond any bound: the client must refuse to encode it
         return vector
 

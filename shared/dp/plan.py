@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from fedrec.shared.dp.accounting import Mechanism, composed_epsilon
 from fedrec.shared.dp.errors import BudgetError
-from fedrec.shared.dp.skellam import sensitivity
+from fedrec.shared.dp.skellam import MAX_POISSON_MEAN, sensitivity
 from fedrec.shared.federated import DP_EVAL_SCALARS, stats_length, train_length
 
 STATS, TRAIN, EVALUATE = "stats", "train", "evaluate"
@@ -90,4 +90,10 @@ def plan_run(config, n_items: int, n_users: int | None) -> DPPlan:
     while high / low > 1.001:  # invariant: spent(low) > epsilon >= spent(high)
         mid = math.sqrt(low * high)
         low, high = (low, mid) if spent(mid) <= dp.epsilon else (mid, high)
+    # Each client's share must be a Poisson mean numpy can draw, and the sum must not wrap modulo 2^64.
+    worst = max((high * sensitivity(clips[r], dimensions[r]).l2) ** 2 / 2 for r in clips)
+    if not worst * 4 <= MAX_POISSON_MEAN:
+        raise BudgetError(f"epsilon {dp.epsilon} at delta {delta:.3g} cannot cover {planned[TRAIN]} rounds and "
+                          f"{planned[EVALUATE]} evaluations: it needs a noise multiplier of {high:.3g}, more than the "
+                          "fixed-point sum can carry; raise the budget or plan fewer rounds or evaluations")
     return DPPlan(draft.epsilon, delta, high, clips, dimensions, planned)
