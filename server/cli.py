@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 from fedrec.shared import atomic, cli, processes
+from fedrec.shared.dp.plan import privacy_line
 from fedrec.shared.errors import ConfigError, FedrecError
 from fedrec.server.state import Checkpoint
 
@@ -48,6 +49,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", dest="federated.timeout", type=float, metavar="SECONDS",
                         help="how long one exchange waits for replies")
     parser.add_argument("--secure", dest="federated.secure", action=argparse.BooleanOptionalAction, default=None)
+    cli.add_dp_options(parser)
     parser.add_argument("--items", required=True, type=Path, metavar="FILE",
                         help="the public item catalogue: one item id per line (first field; a header is allowed)")
     parser.add_argument("--json", type=Path, metavar="OUT", help="results JSON (default STATE_DIR/results.json)")
@@ -127,6 +129,7 @@ def _stream(process: subprocess.Popen) -> str | None:
 def _prepare(args: argparse.Namespace, host: str, port: int) -> tuple[dict, Path, Path]:
     config = cli.config_from_args(args)
     catalogue = read_catalogue(args.items)
+    print(privacy_line(config, len(catalogue), None), file=sys.stderr)  # refuses an impossible budget here
     state_dir = args.state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = Checkpoint(state_dir)

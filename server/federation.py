@@ -13,7 +13,7 @@ from fedrec.server.aggregation import PlainSum, SumResult, VectorSum
 from fedrec.server.state import Checkpoint, Saved
 from fedrec.shared import federated, protocol
 from fedrec.shared.config import FedrecConfig
-from fedrec.shared.dp.plan import plan_run
+from fedrec.shared.dp.plan import plan_run, privacy_level
 from fedrec.shared.errors import FedrecError
 
 log = logging.getLogger("fedrec.server")
@@ -48,13 +48,6 @@ def make_aggregator(grid: Grid, config: FedrecConfig) -> VectorSum:
 
         return SecureSum(grid, config)
     return PlainSum(grid, config.federated.timeout)
-
-
-def privacy_level(config: FedrecConfig) -> str:
-    """What protects the clients in this run: "none", "secure-sum" or "secure-sum+dp"."""
-    if not config.federated.secure:
-        return "none"
-    return "secure-sum+dp" if config.dp.epsilon is not None else "secure-sum"
 
 
 def run_federation(

@@ -48,6 +48,15 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
                         help="override any configuration field, e.g. --set synthetic.n_users=500 (repeatable)")
 
 
+def add_dp_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("differential privacy (user level, on every decoded sum)")
+    group.add_argument("--dp-epsilon", dest="dp.epsilon", type=float, metavar="E",
+                       help="privacy budget; fedrec picks the noise that spends at most E over the planned rounds")
+    group.add_argument("--dp-delta", dest="dp.delta", type=float, metavar="D", help="default 1 / number of users")
+    group.add_argument("--dp-clip", dest="dp.clip", type=float, metavar="C",
+                       help="L2 bound on one user's contribution to a training update (default 1.0)")
+
+
 def _parse_set(items: list[str]) -> dict[str, Any]:
     overrides: dict[str, Any] = {}
     for item in items:

@@ -19,12 +19,13 @@ from fedrec.shared.errors import ConfigError, FedrecError
 from fedrec.shared.train import evaluate, fit
 from fedrec.simulations import report
 from fedrec.simulations.results_schema import CompareResults, DataSummary, RoundEntry, RunMetrics, SettingRow
+from fedrec.shared.dp.plan import privacy_level
 from fedrec.simulations.run import add_federated_options, simulate
 
 METRICS = ("rmse", "mae", "ndcg@10", "recall@10", "wall_seconds", "bytes_up_per_client_per_round")
 # Settings whose failure is recorded in the results instead of stopping the comparison.
-MAY_FAIL = ("federated-secure", "federated-per-user")
-ROUND_KEYS = ("clients", "rmse", "mae", "ndcg@10", "train_rmse", "seconds", "bytes_up", "bytes_down")
+MAY_FAIL = ("federated-secure", "federated-secure-dp", "federated-per-user")
+ROUND_KEYS = ("clients", "rmse", "mae", "ndcg@10", "train_rmse", "seconds", "bytes_up", "bytes_down", "epsilon")
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -84,11 +85,16 @@ def _with(config: FedrecConfig, **changes: object) -> FedrecConfig:
 
 
 def _settings(config: FedrecConfig, per_user: bool, n_users: int) -> list[tuple[str, FedrecConfig]]:
+    dp = config.dp.epsilon is not None
+    base = _with(config, dp__epsilon=None) if dp else config  # DP is its own setting, beside the others
     settings = [
-        ("centralized", config),
-        ("federated", _with(config, federated__secure=False)),
-        ("federated-secure", _with(config, federated__secure=True)),
+        ("centralized", base),
+        ("federated", _with(base, federated__secure=False)),
+        ("federated-secure", _with(base, federated__secure=True)),
     ]
+    if dp:
+        settings.append(("federated-secure-dp", config))
+    config = base
     if per_user:
         per_round = config.federated.clients_per_round or max(1, round(0.1 * n_users))
         settings.append(("federated-per-user", _with(
@@ -164,7 +170,10 @@ def _row(name: str, config: FedrecConfig, seeds: list[int], runs: list[dict], er
         "status": "failed" if error else "ok", "error": error,
     }
     if name != "centralized":
-        row.update(num_clients=fed.num_clients, clients_per_round=fed.clients_per_round, secure=fed.secure)
+        row.update(num_clients=fed.num_clients, clients_per_round=fed.clients_per_round, secure=fed.secure,
+                   privacy=privacy_level(config))
+        if runs and "dp" in runs[0]:
+            row["dp"] = runs[0]["dp"]
     if not error:
         for key in METRICS:
             row[key], row[f"{key}_std"] = _mean_std([run.get(key) for run in runs])

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveInt, model_validator
 
-SettingName = Literal["centralized", "federated", "federated-secure", "federated-per-user"]
+SettingName = Literal["centralized", "federated", "federated-secure", "federated-secure-dp", "federated-per-user"]
 
 
 class _Strict(BaseModel):
@@ -34,6 +34,8 @@ class RoundEntry(_Strict):
     """Payload bytes the server sent this round."""
     skipped: str | None = None
     """Why the round left the model unchanged, if it did (in any repeat)."""
+    epsilon: float | None = None
+    """Differential privacy spent so far (the DP setting only)."""
 
 
 class RunMetrics(_Strict):
@@ -42,8 +44,9 @@ class RunMetrics(_Strict):
     seed: int
     rmse: float
     mae: float
-    ndcg_at_10: float = Field(alias="ndcg@10")
-    recall_at_10: float = Field(alias="recall@10")
+    ndcg_at_10: float | None = Field(None, alias="ndcg@10")
+    """None under differential privacy (ranking sums are not released)."""
+    recall_at_10: float | None = Field(None, alias="recall@10")
     wall_seconds: NonNegativeFloat
     bytes_up_per_client_per_round: NonNegativeFloat | None = None
 
@@ -73,6 +76,10 @@ class SettingRow(_Strict):
     num_clients: PositiveInt | None = None
     clients_per_round: PositiveInt | None = None
     secure: bool | None = None
+    privacy: Literal["none", "secure-sum", "secure-sum+dp"] | None = None
+    """What protected the clients' data from the server (None for centralised training)."""
+    dp: dict[str, Any] | None = None
+    """The DP setting's accounting: epsilon, delta, noise_multiplier, clip, rounds, sampling_rate, mechanism."""
     seeds: list[int]
     """The model seeds of the repeats (the split is the same for all)."""
     runs: list[RunMetrics] = []
@@ -83,7 +90,8 @@ class SettingRow(_Strict):
         if self.status == "failed" and not self.error:
             raise ValueError("a failed setting needs an error message")
         if self.status == "ok":
-            missing = [key for key in ("rmse", "mae", "ndcg_at_10", "recall_at_10", "wall_seconds") if getattr(self, key) is None]
+            needed = ("rmse", "mae", "wall_seconds") + (() if self.name == "federated-secure-dp" else ("ndcg_at_10", "recall_at_10"))
+            missing = [key for key in needed if getattr(self, key) is None]
             if missing or not self.runs:
                 raise ValueError(f"a successful setting needs its metrics and runs (missing: {missing or ['runs']})")
         return self

@@ -15,6 +15,7 @@ import numpy as np
 from fedrec.shared import atomic, cli
 from fedrec.shared.config import FedrecConfig
 from fedrec.shared.data.load import load_train_test
+from fedrec.shared.dp.plan import privacy_line
 from fedrec.shared.errors import FedrecError
 
 QUIET_ENVIRONMENT = {
@@ -45,16 +46,7 @@ def add_federated_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--sampling-seed", dest="federated.seed", type=int, metavar="N")
     group.add_argument("--secure", dest="federated.secure", action=argparse.BooleanOptionalAction, default=None,
                        help="secure aggregation of the clients' vectors")
-    add_dp_options(parser)
-
-
-def add_dp_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("differential privacy (user level, on every decoded sum)")
-    group.add_argument("--dp-epsilon", dest="dp.epsilon", type=float, metavar="E",
-                       help="privacy budget; fedrec picks the noise that spends at most E over the planned rounds")
-    group.add_argument("--dp-delta", dest="dp.delta", type=float, metavar="D", help="default 1 / number of users")
-    group.add_argument("--dp-clip", dest="dp.clip", type=float, metavar="C",
-                       help="L2 bound on one user's contribution to a training update (default 1.0)")
+    cli.add_dp_options(parser)
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -107,22 +99,6 @@ def simulate(config: FedrecConfig, on_round=None, n_items: int | None = None) ->
         raise FedrecError("the federated run failed before finishing (see the log above)")
     holder["wall_seconds"] = time.perf_counter() - start  # Ray start included
     return holder
-
-
-def privacy_line(config: FedrecConfig, n_items: int, n_users: int | None) -> str:
-    """The first line of every run: what protects the clients, so a secure sum is never mistaken for DP."""
-    from fedrec.server.federation import privacy_level
-
-    level = privacy_level(config)
-    if level == "secure-sum+dp":
-        from fedrec.shared.dp.plan import plan_run
-
-        plan = plan_run(config, n_items, n_users)
-        return (f"privacy: secure-sum+dp (user-level epsilon {plan.epsilon:g} at delta {plan.delta:.3g}, noise "
-                f"multiplier {plan.noise_multiplier:.3f}, clip {plan.clips['train']:g}, Skellam)")
-    if level == "secure-sum":
-        return "privacy: secure-sum (the server sees only sums; no differential privacy: see README's threat model)"
-    return "privacy: none (the server sees every client's vector)"
 
 
 def _print_round(entry: dict) -> None:

@@ -97,3 +97,22 @@ def plan_run(config, n_items: int, n_users: int | None) -> DPPlan:
                           f"{planned[EVALUATE]} evaluations: it needs a noise multiplier of {high:.3g}, more than the "
                           "fixed-point sum can carry; raise the budget or plan fewer rounds or evaluations")
     return DPPlan(draft.epsilon, delta, high, clips, dimensions, planned)
+
+
+def privacy_level(config) -> str:
+    """What protects the clients in a run: "none", "secure-sum" or "secure-sum+dp"."""
+    if not config.federated.secure:
+        return "none"
+    return "secure-sum+dp" if config.dp.epsilon is not None else "secure-sum"
+
+
+def privacy_line(config, n_items: int, n_users: int | None) -> str:
+    """The first line of every run: what protects the clients, so a secure sum is never mistaken for DP."""
+    level = privacy_level(config)
+    if level == "secure-sum+dp":
+        plan = plan_run(config, n_items, n_users)
+        return (f"privacy: secure-sum+dp (user-level epsilon {plan.epsilon:g} at delta {plan.delta:.3g}, noise "
+                f"multiplier {plan.noise_multiplier:.3f}, clip {plan.clips[TRAIN]:g}, Skellam)")
+    if level == "secure-sum":
+        return "privacy: secure-sum (the server sees only sums; no differential privacy: see the README's threat model)"
+    return "privacy: none (the server sees every client's vector)"
