@@ -85,6 +85,7 @@ def run_federation(
     def released(kind: str, result: SumResult) -> None:
         if dp is not None and result.total is not None:
             releases[kind] = releases.get(kind, 0) + 1
+            result.total = result.total * dp.clips[kind]  # clients sent their vectors in units of the clip
 
     def budget_allows(kind: str) -> bool:
         return dp is None or dp.can_release(releases, kind)
@@ -105,7 +106,8 @@ def run_federation(
         log.info("resuming after round %d", saved.round)
     else:
         # Everything constant about a client (its counts and sizes) is summed once, here, and never again.
-        result = aggregator.sum(nodes, task(protocol.TASK_STATS, round=0), {}, federated.stats_length(n_items), "0")
+        length = len(federated.DP_STATS_SCALARS) if dp else federated.stats_length(n_items)
+        result = aggregator.sum(nodes, task(protocol.TASK_STATS, round=0), {}, length, "0")
         released(protocol.TASK_STATS, result)
         if result.total is None:
             raise FedrecError(f"no client answered the statistics round: {'; '.join(result.failures)}")
@@ -113,7 +115,7 @@ def run_federation(
             log.warning("statistics round: %d of %d clients answered; the missing clients' data is not counted "
                         "in the mean or the evaluation denominators", len(result.participants), len(nodes))
         if dp is not None:
-            stats = federated.Stats.from_dp_total(result.total, dp.noise_multiplier * dp.clips[protocol.TASK_STATS])
+            stats = federated.Stats.from_dp_total(result.total, n_items)
         else:
             stats = federated.Stats.from_total(result.total)
         server = federated.ServerModel(n_items, config, stats.mu)

@@ -19,8 +19,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-import scipy.sparse as sp
-
 from fedrec.shared import metrics, mf
 from fedrec.shared.config import FedrecConfig
 from fedrec.shared.data.ratings import Ratings
@@ -30,9 +28,11 @@ from fedrec.shared.train import ITEM_STREAM, USER_STREAM, init_rng
 
 STATS_SCALARS = ("rating_sum", "train_n", "test_n", "ranked_users")
 EVAL_SCALARS = ("sse", "sae", "ndcg", "precision", "recall")
-# Under differential privacy: statistics per user are [mean rating, 1, 0, 0, 1/sqrt(n) per rated item] (bounded
-# without clipping anything), and evaluation per user is [squared error, absolute error, test ratings]; the
-# ranking sums would drown in noise at any useful budget, so they are not released.
+# Under differential privacy: statistics per user are [mean rating, 1] (bounded without clipping anything; the
+# item counts are not released: every catalogue item is trained), and evaluation per user is [squared error,
+# absolute error, test ratings]; the ranking sums would drown in noise at any useful budget, so they are not
+# released.
+DP_STATS_SCALARS = ("mean_sum", "users")
 DP_EVAL_SCALARS = ("sse", "sae", "n")
 
 
@@ -66,12 +66,10 @@ class Stats:
                    float(np.rint(scalars["test_n"])), float(np.rint(scalars["ranked_users"])))
 
     @classmethod
-    def from_dp_total(cls, total: np.ndarray, noise_std: float) -> Stats:
-        """From the noised DP statistics sum: the mean of the users' mean ratings, and as known items those whose
-        weighted count stands four noise deviations clear of zero (no counts: `delta` updates are refused)."""
-        weighted = total[len(STATS_SCALARS):]
-        known = weighted > 4.0 * noise_std
-        return cls(float(total[0] / max(total[1], 1.0)), known.astype(np.float64), 0.0, 0.0)
+    def from_dp_total(cls, total: np.ndarray, n_items: int) -> Stats:
+        """From the noised DP statistics sum: the mean of the users' mean ratings; every item counts as known
+        (no counts are released, so `delta` updates are refused under DP)."""
+        return cls(float(total[0] / max(total[1], 1.0)), np.ones(n_items), 0.0, 0.0)
 
     @property
     def known(self) -> np.ndarray:
@@ -131,18 +129,12 @@ class ClientTrainer:
         return np.concatenate([[train.values.sum(), len(train), len(test), ranked], counts]).astype(np.float64)
 
     def _dp_stats(self, clip: float) -> np.ndarray:
-        """Per user [mean rating, 1, 0, 0, 1/sqrt(n) on each rated item], each row clipped to `clip`, summed."""
+        """Per user [mean rating, 1], each row clipped to `clip` (never binding on the rating scale), summed."""
         train = self.data.train
         n = np.bincount(train.users, minlength=train.n_users).astype(np.float64)
         active = n > 0
         means = np.bincount(train.users, train.values, train.n_users)[active] / n[active]
-        rows = np.flatnonzero(active)
-        width = len(STATS_SCALARS) + train.n_items
-        head = sp.csr_matrix((np.concatenate([means, np.ones(rows.size)]),
-                              (np.concatenate([rows, rows]), np.repeat([0, 1], rows.size))), shape=(train.n_users, width))
-        items = sp.csr_matrix((1.0 / np.sqrt(n[train.users]), (train.users, len(STATS_SCALARS) + train.items)),
-                              shape=(train.n_users, width))
-        return clip_and_sum(head + items, clip)
+        return clip_and_sum(np.stack([means, np.ones(means.size)], axis=1), clip)
 
     def train(self, item: mf.ItemSide, dp_clip: float | None = None) -> np.ndarray:
         """One round of local work at the received item side; returns the train vector (with `dp_clip`, the

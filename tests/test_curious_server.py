@@ -131,11 +131,12 @@ def dropout_attack(config, n, victim, round_, train, log) -> tuple[float, float]
     """The server differences the train sums before and after the dropout, corrects for the model's drift
     with the round before, and ranks items by how much of their row is left; items whose row went from
     non-zero to exactly zero come first. Returns (attack, popularity) precision at the number of items the
-    victim rated; popularity ranks items by the public item counts of the one statistics sum."""
+    victim rated; popularity ranks items by their true number of ratings over all clients, as if it were
+    public (what the statistics sum tells a server without DP)."""
     counts, _ = client_truth(config, n)
     rated = counts[victim] > 0
     k = config.model.factors
-    popularity = next(total for _, task, _, total in log if task == protocol.TASK_STATS)[4:]
+    popularity = counts.sum(0)
 
     def per_item(vector):  # the item update's q rows and b_i, as |row| per item
         q, bi = vector[: N_ITEMS * k].reshape(N_ITEMS, k), vector[N_ITEMS * k:]

@@ -37,7 +37,7 @@ def test_one_users_influence_on_every_vector_is_within_its_clip(dense_random_rat
     config = load_config(None, {"dp.epsilon": 4.0, "model.factors": 6, "dp.clip": 0.5, "dp.eval_clip": 3.0})
     ratings = dense_random_ratings
     heavy = int(np.bincount(ratings.users).argmax())
-    clip = {"stats": np.sqrt(5.0**2 + 2), "train": 0.5, "evaluate": 3.0}[vector]
+    clip = {"stats": np.sqrt(5.0**2 + 1), "train": 0.5, "evaluate": 3.0}[vector]
     item = mf.init_item_side(ratings.n_items, 6, 0.3, 3.0, np.random.default_rng(1))
     known = np.ones(ratings.n_items, dtype=bool)
     outputs = []

@@ -14,15 +14,15 @@ from dataclasses import dataclass
 from fedrec.shared.dp.accounting import Mechanism, composed_epsilon
 from fedrec.shared.dp.errors import BudgetError
 from fedrec.shared.dp.skellam import MAX_POISSON_MEAN, sensitivity
-from fedrec.shared.federated import DP_EVAL_SCALARS, stats_length, train_length
+from fedrec.shared.federated import DP_EVAL_SCALARS, DP_STATS_SCALARS, train_length
 
 STATS, TRAIN, EVALUATE = "stats", "train", "evaluate"
 MECHANISM = "skellam"
 
 
 def stats_clip(rating_max: float) -> float:
-    """A user's statistics contribution [its mean rating, 1, 1/sqrt(n) on each rated item] never exceeds this."""
-    return math.sqrt(rating_max**2 + 2.0)
+    """A user's statistics contribution [its mean rating, 1] never exceeds this."""
+    return math.sqrt(rating_max**2 + 1.0)
 
 
 def evaluations_planned(rounds: int, eval_every: int) -> int:
@@ -41,7 +41,9 @@ class DPPlan:
     planned: dict[str, int]
 
     def mechanism(self, release: str) -> Mechanism:
-        return Mechanism(self.noise_multiplier, None, sensitivity(self.clips[release], self.dimensions[release]))
+        # Clients divide each clipped vector by its clip before encoding (the server multiplies the sum back):
+        # every release then has unit L2 sensitivity in the encoded domain, whatever the size of its values.
+        return Mechanism(self.noise_multiplier, None, sensitivity(1.0, self.dimensions[release]))
 
     def spent(self, counts: dict[str, int]) -> float:
         """Epsilon (at this plan's delta) after the given numbers of each release."""
@@ -72,7 +74,7 @@ def plan_run(config, n_items: int, n_users: int | None) -> DPPlan:
         raise BudgetError("dp.delta must be set when the number of users is unknown (a deployed server): "
                           "pass --dp-delta, for example 1e-5")
     clips = {STATS: stats_clip(config.data.rating_max or 5.0), TRAIN: dp.clip, EVALUATE: dp.eval_clip}
-    dimensions = {STATS: stats_length(n_items), TRAIN: train_length(n_items, config.model.factors),
+    dimensions = {STATS: len(DP_STATS_SCALARS), TRAIN: train_length(n_items, config.model.factors),
                   EVALUATE: len(DP_EVAL_SCALARS)}
     planned = {STATS: 1, TRAIN: fed.rounds, EVALUATE: evaluations_planned(fed.rounds, fed.eval_every)}
     draft = DPPlan(dp.epsilon, delta, 1.0, clips, dimensions, planned)
@@ -91,8 +93,8 @@ def plan_run(config, n_items: int, n_users: int | None) -> DPPlan:
         mid = math.sqrt(low * high)
         low, high = (low, mid) if spent(mid) <= dp.epsilon else (mid, high)
     # Each client's share must be a Poisson mean numpy can draw, and the sum must not wrap modulo 2^64.
-    worst = max((high * sensitivity(clips[r], dimensions[r]).l2) ** 2 / 2 for r in clips)
-    if not worst * 4 <= MAX_POISSON_MEAN:
+    worst = max((high * sensitivity(1.0, dimensions[r]).l2) ** 2 / 2 for r in clips)
+    if not worst <= MAX_POISSON_MEAN:
         raise BudgetError(f"epsilon {dp.epsilon} at delta {delta:.3g} cannot cover {planned[TRAIN]} rounds and "
                           f"{planned[EVALUATE]} evaluations: it needs a noise multiplier of {high:.3g}, more than the "
                           "fixed-point sum can carry; raise the budget or plan fewer rounds or evaluations")

@@ -90,7 +90,7 @@ class SecAggClient:
     def masked_input(self, req: dict, x: np.ndarray, noise: tuple[float, float] | None = None) -> dict:
         """Return y = encode(x) + PRG(b) ± pairwise masks, sealed shares of b and of the next s key.
 
-        With `noise` = (noise multiplier, clip), x is randomly rounded and this client adds its share of
+        With `noise` = (noise multiplier, clip), x / clip is randomly rounded and this client adds its share of
         Skellam noise, sized so that the sum keeps the full noise when the cohort loses its announced
         dropouts and colluders (who know, and could subtract, their own shares)."""
         self._check(req, M.MASKED_INPUT)
@@ -115,7 +115,10 @@ class SecAggClient:
         if noise is None:
             y = fixedpoint.encode(x, plan.frac_bits, plan.bound)  # may raise SecAggRangeError: state unchanged
         else:
-            share = NoisePlan(noise[0], noise[1], x.size, len(cohort), plan.max_dropouts, plan.colluders, plan.frac_bits)
+            # In units of the clip, so that one user moves the encoded vector by at most 2^frac_bits (the server
+            # multiplies the decoded sum back by the clip).
+            x = np.asarray(x, dtype=np.float64) / noise[1]
+            share = NoisePlan(noise[0], 1.0, x.size, len(cohort), plan.max_dropouts, plan.colluders, plan.frac_bits)
             fixedpoint.encode(x, plan.frac_bits, plan.bound)  # the same range check as without noise
             y = encode_noised(x, share.client_mu, frac_bits=plan.frac_bits, bound=plan.bound)
         b = secrets.token_bytes(prg.SEED_BYTES)
