@@ -50,6 +50,18 @@ def make_aggregator(grid: Grid, config: FedrecConfig) -> VectorSum:
     return PlainSum(grid, config.federated.timeout)
 
 
+class _Observed:
+    """An aggregator that shows every result to an observer before the server uses it."""
+
+    def __init__(self, inner: VectorSum, observer: Callable[[str, dict, SumResult], None]):
+        self.inner, self.observer = inner, observer
+
+    def sum(self, node_ids, config, arrays, length, group) -> SumResult:
+        result = self.inner.sum(node_ids, config, arrays, length, group)
+        self.observer(group, config, result)
+        return result
+
+
 def run_federation(
     grid: Grid,
     config: FedrecConfig,
@@ -59,6 +71,7 @@ def run_federation(
     checkpoint: Checkpoint | None = None,
     resume: bool = False,
     n_users: int | None = None,
+    on_sum: Callable[[str, dict, SumResult], None] | None = None,
 ) -> dict:
     """Train for `federated.rounds` rounds; returns the results (final metrics and per-round history).
 
@@ -72,6 +85,8 @@ def run_federation(
     dp = plan_run(config, n_items, n_users) if config.dp.epsilon is not None else None
     nodes = wait_for_nodes(grid, fed.num_clients)
     aggregator = make_aggregator(grid, config)
+    if on_sum is not None:  # an observer of every decoded sum (what the server holds), e.g. `fedrec audit`
+        aggregator = _Observed(aggregator, on_sum)
     # Every task message carries the settings clients must follow and, in deployment, the item catalogue.
     common = {protocol.SETTINGS: config.model_dump_json(include={"model", "federated", "eval", "dp"})}
     if catalogue is not None:

@@ -84,10 +84,11 @@ def _commands() -> dict[str, tuple[str, Callable[[argparse.ArgumentParser], None
     from fedrec.shared.jobs import baseline, certs, data
     from fedrec.client import cli as client_cli
     from fedrec.server import cli as server_cli
-    from fedrec.simulations import compare
+    from fedrec.simulations import audit, compare
     from fedrec.simulations import run as simulate
 
     return {
+        "audit": ("attack what a curious server holds, plain, secure-sum and DP: a table, JSON and a plot", audit.register),
         "baseline": ("train the centralised MF baseline and print its metrics", baseline.register),
         "certs": ("make TLS certificates and SuperNode keys for a deployment", certs.register),
         "compare": ("compare federated and centralised training: a report with tables and plots", compare.register),

@@ -19,7 +19,8 @@ def clip_factors(norms: np.ndarray, clip: float) -> np.ndarray:
     bad = np.flatnonzero(~np.isfinite(norms))
     if bad.size:  # a NaN/inf contribution would otherwise be scaled by NaN and poison the whole sum
         raise DPError(f"user {int(bad[0])}'s contribution is not finite ({bad.size} such users); nothing was summed")
-    return np.minimum(1.0, clip / np.maximum(norms, np.finfo(np.float64).tiny))
+    with np.errstate(over="ignore"):  # clip / tiny is inf for an empty contribution: its factor is 1
+        return np.minimum(1.0, clip / np.maximum(norms, np.finfo(np.float64).tiny))
 
 
 def clip_and_sum(contributions, clip: float) -> np.ndarray:
