@@ -55,6 +55,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", type=Path, metavar="OUT", help="write the results as JSON")
     parser.add_argument("--model-out", type=Path, default=Path("fedrec-item-model.npz"), metavar="FILE.npz",
                         help="where to save the final item side (q, bi, mu); default %(default)s")
+    parser.add_argument("--client-state-dir", type=Path, metavar="DIR",
+                        help="keep each simulated client's state (user factors, final model, feedback) in DIR/client-K/, "
+                             "so that `fedrec serve --state-dir DIR/client-K` can serve its users")
     parser.set_defaults(handler=run)
 
 
@@ -66,7 +69,7 @@ def _quiet_flower() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def simulate(config: FedrecConfig, on_round=None, n_items: int | None = None) -> dict:
+def simulate(config: FedrecConfig, on_round=None, n_items: int | None = None, client_state_dir: Path | None = None) -> dict:
     """Run the federation on Flower's simulation engine and return the server's results."""
     _quiet_flower()
     from flwr.simulation import run_simulation
@@ -80,7 +83,7 @@ def simulate(config: FedrecConfig, on_round=None, n_items: int | None = None) ->
     start = time.perf_counter()
     run_simulation(
         server_app=build_server_app(config, n_items, on_round, holder.update),
-        client_app=build_client_app(config),
+        client_app=build_client_app(config, client_state_dir.resolve() if client_state_dir is not None else None),
         num_supernodes=config.federated.num_clients,
         backend_config={
             "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
@@ -108,12 +111,18 @@ def run(args: argparse.Namespace) -> int:
     print(f"{len(train)} training and {len(test)} test ratings, {train.n_users} users, {train.n_items} items; "
           f"{fed.num_clients} clients, {fed.rounds} rounds, {'secure' if fed.secure else 'plain'} aggregation",
           file=sys.stderr)
-    result = simulate(config, _print_round, n_items=train.n_items)
+    if args.client_state_dir is not None:
+        for k in range(fed.num_clients):
+            (args.client_state_dir / f"client-{k}").mkdir(parents=True, exist_ok=True)
+    result = simulate(config, _print_round, n_items=train.n_items, client_state_dir=args.client_state_dir)
     item = result.pop("item_model")
     atomic.write_npz(args.model_out, q=item["q"], bi=item["bi"], mu=np.float64(item["mu"]))
     k = config.eval.top_k
     print(f"final: test RMSE {result['rmse']:.4f}  MAE {result['mae']:.4f}  NDCG@{k} {result[f'ndcg@{k}']:.4f}  "
           f"wall {result['wall_seconds']:.1f} s; item model saved to {args.model_out}")
+    if args.client_state_dir is not None:
+        print(f"each client's state and final model: {args.client_state_dir}/client-K/ "
+              f"(serve one with `fedrec serve --state-dir {args.client_state_dir}/client-0`)")
     if args.json is not None:
         atomic.write_json(args.json, {**result, "n_train": len(train), "n_test": len(test),
                                       "config": config.model_dump(mode="json")})
