@@ -6,6 +6,7 @@ service replies, so an acknowledged event survives kill -9 and power loss of the
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sqlite3
 import sys
@@ -64,20 +65,27 @@ class FeedbackStore:
         self._db.close()
 
 
-def export_csv(state_dir: Path) -> Path | None:
-    """Write the stored feedback as `user,item,rating,timestamp` (in event order) for the ratings reader;
-    None when there is none. Read-only access, so a running service can keep writing meanwhile."""
+def stored_events(state_dir: Path) -> list[tuple[int, str, str, float, str | None, int]]:
+    """Every stored event (id, user, item, rating, event, timestamp) in order, read-only; [] without a database."""
     path = Path(state_dir) / DB_FILE
     if not path.is_file():
-        return None
+        return []
     try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-            rows = db.execute("SELECT user, item, rating, timestamp FROM events ORDER BY id").fetchall()
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            return db.execute("SELECT id, user, item, rating, event, timestamp FROM events ORDER BY id").fetchall()
     except sqlite3.DatabaseError as exc:
         raise FedrecError(f"{path}: not a usable feedback database: {exc}") from None
-    if not rows:
+
+
+def export_csv(state_dir: Path) -> Path | None:
+    """Write the stored feedback as `user,item,rating,timestamp` for the ratings reader, one row per (user, item):
+    its last received event, as the service folded it in; None when there is none. Read-only access, so a running service can keep writing meanwhile."""
+    events = stored_events(state_dir)
+    if not events:
         return None
-    lines = ["user,item,rating,timestamp", *(f"{u},{i},{r!r},{t}" for u, i, r, t in rows)]
+    latest = {(user, item): event for event in events for _, user, item, *_ in [event]}  # the last received wins
+    rows = sorted(latest.values())
+    lines = ["user,item,rating,timestamp", *(f"{u},{i},{r!r},{t}" for _, u, i, r, _, t in rows)]
     target = Path(state_dir) / CSV_FILE
     atomic.write_text(target, "\n".join(lines) + "\n", mode=0o600)
     return target

@@ -174,7 +174,8 @@ class Recommender:
     def fit(self, user: str) -> UserFit:
         fit = self._fits.get(user)
         if fit is None:
-            fit = self._fits[user] = fold_in(self.model, *self._ratings[user])
+            # setdefault: a fold-in that finished meanwhile (from newer ratings) is kept, not overwritten.
+            fit = self._fits.setdefault(user, fold_in(self.model, *self._ratings[user]))
         return fit
 
     def recommend(self, user: str, n: int, explain_items: bool = False, reasons: int = 3) -> list[dict]:

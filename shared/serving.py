@@ -47,8 +47,9 @@ def load_item_model(state_dir: Path) -> ItemModel:
         raise FedrecError(f"{Path(state_dir) / ITEM_MODEL_FILE} lacks {exc}: not a fedrec client model") from None
 
 
-def load_recommender(state_dir: Path) -> Recommender:
-    """The served model: item side plus each user's training ratings (feedback is replayed by the caller)."""
+def load_recommender(state_dir: Path, feedback: list[tuple] = ()) -> Recommender:
+    """The served model: the item side, each user's training ratings and then the stored feedback events
+    (id, user, item, rating, ...) in order, a later rating of the same item replacing the earlier one."""
     model = load_item_model(state_dir)
     saved = _load(Path(state_dir) / USER_RATINGS_FILE)
     user_ids, users, items, values = saved["user_ids"].astype(str), saved["users"], saved["items"], saved["values"]
@@ -56,6 +57,14 @@ def load_recommender(state_dir: Path) -> Recommender:
     bounds = np.searchsorted(users[order], np.arange(len(user_ids) + 1))
     ratings = {str(user_ids[u]): (items[order[a:b]], values[order[a:b]])
                for u, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])) if b > a}
+    latest: dict[str, dict[int, float]] = {}
+    for _, user, item, rating, *_ in feedback:
+        if item in model.index_of:  # an item dropped from a newer catalogue is no longer served
+            latest.setdefault(user, {})[model.index_of[item]] = float(rating)
+    for user, changes in latest.items():
+        items, values = ratings.get(user, (np.zeros(0, np.int64), np.zeros(0)))
+        keep = ~np.isin(items, list(changes))
+        ratings[user] = (np.append(items[keep], list(changes)).astype(np.int64), np.append(values[keep], list(changes.values())))
     return Recommender(model, ratings)
 
 
