@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 from pathlib import Path
 
 from fedrec.shared.errors import ConfigError, FedrecError
 
 LOOPBACK = ("127.0.0.1", "::1")
+WATCH_SECONDS = 1.0  # how often the service looks for a newer model left by training
 
 
 def _positive(text: str) -> int:
@@ -65,6 +67,8 @@ def register_serve(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--state-dir", type=Path, required=True, metavar="DIR", help="the client's state folder")
     add_service_options(parser)
     parser.add_argument("--port", type=int, default=8080, metavar="PORT", help="default %(default)s")
+    parser.add_argument("--wait-for-model", action="store_true",
+                        help="start before the first round has left a model (answer 503 until then)")
     parser.set_defaults(handler=run_serve)
 
 
@@ -102,8 +106,11 @@ def run_serve(args: argparse.Namespace) -> int:
 
     from fedrec.client.service import Service, build_app
 
-    service = Service(args.state_dir)
-    print(f"fedrec serve: {len(service.recommender.users)} users, {len(service.recommender.model.item_ids)} items; "
-          f"http://{args.host}:{args.port}/", file=sys.stderr, flush=True)
+    service = Service(args.state_dir, wait_for_model=args.wait_for_model)
+    threading.Thread(target=service.watch, args=(WATCH_SECONDS,), daemon=True).start()
+    served = service.recommender
+    what = (f"{len(served.users)} users, {len(served.model.item_ids)} items" if served is not None
+            else "no model yet (waiting for the first round)")
+    print(f"fedrec serve: {what}; http://{args.host}:{args.port}/", file=sys.stderr, flush=True)
     uvicorn.run(build_app(service, token), host=args.host, port=args.port, log_level="warning", access_log=False)
     return 0

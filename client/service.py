@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hmac
+import sys
 import threading
 import time
 from pathlib import Path
@@ -17,7 +18,8 @@ from starlette.exceptions import HTTPException
 
 from fedrec.client.page import PAGE
 from fedrec.shared.feedback import ID_PATTERN, FeedbackStore, stored_events
-from fedrec.shared.recommend import EVENT_SCALE, event_rating
+from fedrec.shared.errors import FedrecError
+from fedrec.shared.recommend import EVENT_SCALE, Recommender, event_rating
 from fedrec.shared.serving import ITEM_MODEL_FILE, load_recommender
 
 MAX_K = 1000
@@ -42,13 +44,15 @@ class FeedbackBody(BaseModel):
 class Service:
     """The served model and the feedback store of one client's state folder."""
 
-    def __init__(self, state_dir: Path):
+    def __init__(self, state_dir: Path, wait_for_model: bool = False):
         self.state_dir = Path(state_dir)
-        # The model first (read-only), so a folder without one gets an error and no new database.
-        self.recommender = load_recommender(self.state_dir, stored_events(self.state_dir))
+        self.recommender: Recommender | None = None
+        self._model_stamp = self._stamp()
+        if self._model_stamp or not wait_for_model:
+            # The model first (read-only), so a folder without one gets an error and no new database.
+            self.recommender = load_recommender(self.state_dir, stored_events(self.state_dir))
         self.store = FeedbackStore(self.state_dir)
         self._lock = threading.Lock()  # one feedback (store, then fold in) or reload at a time
-        self._model_stamp = self._stamp()
 
     def _stamp(self) -> int:
         path = self.state_dir / ITEM_MODEL_FILE
@@ -56,15 +60,32 @@ class Service:
 
     def reload_if_newer(self) -> bool:
         """Serve the model a newer round left in the state folder (stored feedback replayed onto it)."""
-        if self._stamp() == self._model_stamp:
+        stamp = self._stamp()
+        if stamp == self._model_stamp:
             return False
         with self._lock:
-            self._model_stamp = self._stamp()
             self.recommender = load_recommender(self.state_dir, self.store.events())
+            self._model_stamp = stamp  # only once loaded: a half-written pair of files is retried next time
         return True
 
+    def watch(self, interval: float) -> None:
+        """Reload whenever training leaves a newer model (runs in a daemon thread of `fedrec serve`)."""
+        while True:
+            time.sleep(interval)
+            try:
+                if self.reload_if_newer():
+                    print(f"fedrec serve: serving the newer model in {self.state_dir}", file=sys.stderr, flush=True)
+            except FedrecError as exc:
+                print(f"fedrec serve: model not reloaded yet: {exc}", file=sys.stderr, flush=True)
+
+    def current(self) -> Recommender:
+        recommender = self.recommender
+        if recommender is None:
+            raise HTTPException(503, "no model yet: the first federated round has not finished on this client")
+        return recommender
+
     def feedback(self, user: str, body: FeedbackBody) -> dict:
-        model = self.recommender.model
+        model = self.current().model
         item = model.index_of.get(body.item)
         if item is None:
             raise HTTPException(422, f"unknown item {body.item!r}: not in this client's catalogue")
@@ -78,8 +99,9 @@ class Service:
         with self._lock:
             event_id = self.store.add(user, body.item, rating, body.event, timestamp)  # on disk before we go on
             start = time.perf_counter()
-            created = user not in self.recommender
-            self.recommender.add(user, item, rating)
+            recommender = self.current()  # the newest: a reload may have happened since validation
+            created = user not in recommender
+            recommender.add(user, item, rating)
             fold_in_ms = (time.perf_counter() - start) * 1e3
         return {"stored": event_id, "user": user, "item": body.item, "rating": rating, "event": body.event,
                 "timestamp": timestamp, "new_user": created, "fold_in_ms": fold_in_ms}
@@ -144,9 +166,11 @@ def build_app(service: Service, token: str | None = None) -> FastAPI:
         return JSONResponse({"error": _reason(exc)}, 422)
 
     @app.get("/healthz")
-    async def healthz() -> dict:
+    async def healthz() -> JSONResponse:
         recommender = service.recommender
-        return {"status": "ok", "users": len(recommender.users), "items": len(recommender.model.item_ids)}
+        if recommender is None:
+            return JSONResponse({"status": "waiting for the first model"}, 503)
+        return JSONResponse({"status": "ok", "users": len(recommender.users), "items": len(recommender.model.item_ids)})
 
     @app.get("/", response_class=HTMLResponse)
     async def page() -> str:
@@ -154,11 +178,11 @@ def build_app(service: Service, token: str | None = None) -> FastAPI:
 
     @app.get("/v1/users")
     async def users() -> dict:
-        return {"users": service.recommender.users}
+        return {"users": service.current().users}
 
     @app.get("/v1/users/{user}/recommendations")
     async def recommendations(user: str, k: int = Query(10, ge=1, le=MAX_K), explain: bool = False) -> dict:
-        recommender = service.recommender
+        recommender = service.current()
         if _user(user) not in recommender:
             raise HTTPException(404, f"unknown user {user!r}: not one of this client's users (give feedback to create it)")
         return {"user": user, "items": recommender.recommend(user, k, explain)}
