@@ -103,19 +103,16 @@ def scores(model: ItemModel, fit: UserFit) -> np.ndarray:
 def top_n(model: ItemModel, fit: UserFit, n: int) -> tuple[np.ndarray, np.ndarray]:
     """(items, scores) of the n best known items the user has not rated, best first (ties: lower index)."""
     all_scores = scores(model, fit)
-    candidate = model.known.copy()
-    candidate[fit.items] = False
-    pool = np.flatnonzero(candidate)
-    n = min(n, len(pool))
-    if n == 0:
+    masked = all_scores.copy()
+    masked[~model.known] = -np.inf
+    masked[fit.items] = -np.inf
+    n = min(n, int(model.known.sum()) - int(np.unique(fit.items[model.known[fit.items]]).size))
+    if n <= 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0)
-    pool_scores = all_scores[pool]
-    best = np.argpartition(-pool_scores, n - 1)[:n] if n < len(pool) else np.arange(len(pool))
+    best = np.argpartition(masked, len(masked) - n)[len(masked) - n:]
     # argpartition leaves ties at the cut arbitrary: take every item scoring at least the n-th, then order.
-    threshold = pool_scores[best].min()
-    tied = np.flatnonzero(pool_scores >= threshold)
-    order = np.lexsort((pool[tied], -pool_scores[tied]))[:n]
-    chosen = pool[tied[order]]
+    tied = np.flatnonzero(masked >= masked[best].min())
+    chosen = tied[np.lexsort((tied, -masked[tied]))[:n]]
     return chosen, all_scores[chosen]
 
 
@@ -139,21 +136,22 @@ def explain(model: ItemModel, fit: UserFit, items: np.ndarray, reasons: int = 3)
     """
     parts = contributions(model, fit, items)
     rating_of = dict(zip(fit.items.tolist(), fit.values.tolist()))
-    explained = []
-    for row, item in zip(parts, items):
-        top = np.argsort(-row, kind="stable")[:reasons]
-        explained.append({
+    top = np.argsort(-parts, axis=1, kind="stable")[:, :reasons]
+    shown = np.take_along_axis(parts, top, axis=1)
+    rest = parts.sum(axis=1) - shown.sum(axis=1)
+    names = model.item_ids[fit.fit_items].tolist()
+    rated_items = fit.fit_items.tolist()
+    return [
+        {
             "global_mean": float(model.mu),
             "user_bias": float(fit.bu),
             "item_bias": float(model.bi[item]),
-            "because_you_rated": [
-                {"item": str(model.item_ids[fit.fit_items[j]]), "your_rating": rating_of[int(fit.fit_items[j])],
-                 "contribution": float(row[j])}
-                for j in top
-            ],
-            "other_rated_items": float(row.sum() - row[top].sum()),
-        })
-    return explained
+            "because_you_rated": [{"item": names[j], "your_rating": rating_of[rated_items[j]], "contribution": c}
+                                  for j, c in zip(top_row.tolist(), shown_row.tolist())],
+            "other_rated_items": float(other),
+        }
+        for item, top_row, shown_row, other in zip(items, top, shown, rest)
+    ]
 
 
 class Recommender:
