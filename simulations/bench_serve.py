@@ -92,7 +92,7 @@ class Connections:
 
 
 async def open_loop(port: int, paths: list[str], rate: float, posts: list[tuple[str, dict]] | None = None,
-                    acknowledged: list[dict] | None = None) -> list[float]:
+                    acknowledged: list[dict] | None = None, stop: threading.Event | None = None) -> list[float]:
     """Send GETs of `paths` at `rate` per second (and, interleaved, the POSTs); latencies in ms."""
     latencies: list[float] = []
     errors = 0
@@ -121,6 +121,8 @@ async def open_loop(port: int, paths: list[str], rate: float, posts: list[tuple[
     tasks = []
     start = time.perf_counter()
     for n, path in enumerate(paths):
+        if stop is not None and stop.is_set():
+            break
         due = start + n / rate
         await asyncio.sleep(max(0.0, due - time.perf_counter()))
         tasks.append(asyncio.create_task(get(path, due)))
@@ -217,12 +219,16 @@ def main(argv: list[str] | None = None) -> int:
                      for j, (u, i) in enumerate(zip(rng.integers(len(users), size=len(long_paths)),
                                                     rng.integers(len(items), size=len(long_paths))))]
 
+            killed = threading.Event()
+
             def kill_later() -> None:
                 time.sleep(args.kill_after)
                 os.killpg(service.pid, signal.SIGKILL)
+                time.sleep(0.5)  # requests keep coming for a moment: whatever was in flight fails
+                killed.set()
 
             threading.Thread(target=kill_later, daemon=True).start()
-            asyncio.run(open_loop(port, long_paths, args.rate, posts, acknowledged))
+            asyncio.run(open_loop(port, long_paths, args.rate, posts, acknowledged, killed))
             service.wait(timeout=10)
         finally:
             processes.stop(service, grace=5.0)
