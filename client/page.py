@@ -38,9 +38,10 @@ async function call(url, options) {
 }
 function fmt(x) { return (x >= 0 ? "+" : "") + x.toFixed(2); }
 function why(e) {
-  const rated = e.because_you_rated.map((r) => `${r.item} (you gave ${r.your_rating}) ${fmt(r.contribution)}`);
+  const rated = e.because_you_rated.map((r) =>
+    `${r.similarity >= 0 ? "like" : "unlike"} ${r.item} (you gave ${r.your_rating}) ${fmt(r.contribution)}`);
   return `mean ${e.global_mean.toFixed(2)}, your tendency ${fmt(e.user_bias)}, item popularity ${fmt(e.item_bias)}` +
-    (rated.length ? `; because you rated ${rated.join(", ")}; other rated items ${fmt(e.other_rated_items)}` : "");
+    (rated.length ? `; ${rated.join(", ")}; other rated items ${fmt(e.other_rated_items)}` : "");
 }
 async function recommend() {
   const user = $("user").value.trim();

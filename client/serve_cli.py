@@ -34,12 +34,12 @@ def register_recommend(parser: argparse.ArgumentParser) -> None:
 
 
 def _why(explanation: dict) -> str:
-    rated = ", ".join(f"{r['item']} (you gave {r['your_rating']:g}) {r['contribution']:+.3f}"
-                      for r in explanation["because_you_rated"])
+    rated = ", ".join(f"{'like' if r['similarity'] >= 0 else 'unlike'} {r['item']} (you gave {r['your_rating']:g}) "
+                      f"{r['contribution']:+.3f}" for r in explanation["because_you_rated"])
     text = (f"mean {explanation['global_mean']:.3f}, your tendency {explanation['user_bias']:+.3f}, "
             f"item popularity {explanation['item_bias']:+.3f}")
     if rated:
-        text += f"; because you rated {rated}; other rated items {explanation['other_rated_items']:+.3f}"
+        text += f"; {rated}; other rated items {explanation['other_rated_items']:+.3f}"
     return text
 
 

@@ -116,8 +116,8 @@ def top_n(model: ItemModel, fit: UserFit, n: int) -> tuple[np.ndarray, np.ndarra
     return chosen, all_scores[chosen]
 
 
-def contributions(model: ItemModel, fit: UserFit, items: np.ndarray) -> np.ndarray:
-    """(len(items) x len(fit.fit_items)): rated item j's exact share w_j(i) y_j of p_u . q_i for each item i."""
+def similarities(model: ItemModel, fit: UserFit, items: np.ndarray) -> np.ndarray:
+    """(len(items) x len(fit.fit_items)): w_j(i) = [q_i 0]^T A^-1 [q_j 1] for each item i and rated item j."""
     k = model.factors
     if len(fit.fit_items) == 0:
         return np.zeros((len(items), 0))
@@ -125,19 +125,28 @@ def contributions(model: ItemModel, fit: UserFit, items: np.ndarray) -> np.ndarr
     targets[:, :k] = model.q[items]
     rated = np.ones((len(fit.fit_items), k + 1))
     rated[:, :k] = model.q[fit.fit_items]
-    weights = targets @ fit.inverse @ rated.T
-    return weights * fit.residuals[None, :]
+    return targets @ fit.inverse @ rated.T
+
+
+def contributions(model: ItemModel, fit: UserFit, items: np.ndarray) -> np.ndarray:
+    """(len(items) x len(fit.fit_items)): rated item j's exact share w_j(i) y_j of p_u . q_i for each item i."""
+    return similarities(model, fit, items) * fit.residuals[None, :]
 
 
 def explain(model: ItemModel, fit: UserFit, items: np.ndarray, reasons: int = 3) -> list[dict]:
     """Per item: the bias parts, the `reasons` rated items that pushed its score most, and the rest summed.
 
-    global_mean + user_bias + item_bias + sum(because_you_rated contributions) + other_rated_items = score.
+    global_mean + user_bias + item_bias + sum(because_you_rated contributions) + other_rated_items = score;
+    each reason's contribution = similarity w_j(i) x liking y_j (the user's rating of j beyond mu + b_j), so
+    a disliked item (y_j < 0) pushes up the items unlike it (w_j(i) < 0).
     """
-    parts = contributions(model, fit, items)
+    weights = similarities(model, fit, items)
+    parts = weights * fit.residuals[None, :]
     rating_of = dict(zip(fit.items.tolist(), fit.values.tolist()))
     top = np.argsort(-parts, axis=1, kind="stable")[:, :reasons]
     shown = np.take_along_axis(parts, top, axis=1)
+    shown_weights = np.take_along_axis(weights, top, axis=1)
+    residuals = fit.residuals.tolist()
     rest = parts.sum(axis=1) - shown.sum(axis=1)
     names = model.item_ids[fit.fit_items].tolist()
     rated_items = fit.fit_items.tolist()
@@ -146,11 +155,12 @@ def explain(model: ItemModel, fit: UserFit, items: np.ndarray, reasons: int = 3)
             "global_mean": float(model.mu),
             "user_bias": float(fit.bu),
             "item_bias": float(model.bi[item]),
-            "because_you_rated": [{"item": names[j], "your_rating": rating_of[rated_items[j]], "contribution": c}
-                                  for j, c in zip(top_row.tolist(), shown_row.tolist())],
+            "because_you_rated": [{"item": names[j], "your_rating": rating_of[rated_items[j]], "similarity": w,
+                                   "liking": residuals[j], "contribution": c}
+                                  for j, c, w in zip(top_row.tolist(), shown_row.tolist(), weight_row.tolist())],
             "other_rated_items": float(other),
         }
-        for item, top_row, shown_row, other in zip(items, top, shown, rest)
+        for item, top_row, shown_row, weight_row, other in zip(items, top, shown, shown_weights, rest)
     ]
 
 

@@ -51,6 +51,9 @@ def test_contributions_add_up_to_the_personal_term_and_explanations_to_the_score
         total += sum(reason["contribution"] for reason in why["because_you_rated"])
         assert total == pytest.approx(score, abs=1e-12)
         assert len(why["because_you_rated"]) == 2
+        for reason in why["because_you_rated"]:
+            j = int(reason["item"][1:])
+            assert reason["liking"] == pytest.approx(reason["your_rating"] - model.mu - model.bi[j])
 
 
 def test_top_n_excludes_rated_and_untrained_items_and_is_the_best():

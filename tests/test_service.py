@@ -148,6 +148,8 @@ def test_explanation_parts_add_up_to_the_score(serve, model_and_ratings):
         parts += sum(reason["contribution"] for reason in why["because_you_rated"])
         assert parts == pytest.approx(row["score"], abs=1e-9)
         assert why["item_bias"] == pytest.approx(model.bi[model.index_of[row["item"]]])
+        for reason in why["because_you_rated"]:
+            assert reason["similarity"] * reason["liking"] == pytest.approx(reason["contribution"], abs=1e-12)
 
 
 def test_feedback_changes_the_next_recommendations_and_creates_new_users(serve, model_and_ratings):
@@ -303,6 +305,6 @@ def test_recommend_command_prints_the_same_ranking(state_dir, model_and_ratings)
     lines = [line.split() for line in done.stdout.splitlines() if line[:4].strip().isdigit()]
     items, values = user_ratings(ratings, "u0")
     assert [line[1] for line in lines] == [item for item, _ in brute_force(model, items, values)[:5]]
-    assert "because you rated" in done.stdout
+    assert re.search(r"mean [\d.]+, your tendency [-+][\d.]+, item popularity [-+][\d.]+; (un)?like m\d+ \(you gave", done.stdout)
     bad = subprocess.run(fedrec("recommend", "--state-dir", state_dir, "--user", "ghost"), capture_output=True, text=True)
     assert bad.returncode == 2 and "not one of the 30 users" in bad.stderr
