@@ -70,8 +70,8 @@ def service_command(args: argparse.Namespace, state_dir: Path) -> list[str]:
     """`fedrec serve` on the client's state folder; it starts before the first model and reloads newer ones."""
     from fedrec.client.serve_cli import check_port, read_token
 
-    check_port(args.serve)
-    read_token(args.serve_host, args.token_file)  # refuse a bad address or token before joining
+    check_port(args.serve, "--serve")
+    read_token(args.serve_host, args.token_file, "--serve-host")  # refuse a bad address or token before joining
     command = [sys.executable, "-m", "fedrec.shared.cli", "serve", "--state-dir", str(state_dir.resolve()),
                "--host", args.serve_host, "--port", str(args.serve), "--wait-for-model"]
     return command + (["--token-file", str(args.token_file.resolve())] if args.token_file is not None else [])

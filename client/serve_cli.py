@@ -79,10 +79,10 @@ def add_service_options(parser: argparse.ArgumentParser) -> None:
                         help="a file holding the access token every request must carry (Authorization: Bearer TOKEN)")
 
 
-def read_token(host: str, token_file: Path | None) -> str | None:
+def read_token(host: str, token_file: Path | None, host_option: str = "--host") -> str | None:
     if token_file is None:
         if host not in LOOPBACK:
-            raise ConfigError(f"--host {host}: listening beyond this machine needs --token-file FILE "
+            raise ConfigError(f"{host_option} {host}: listening beyond this machine needs --token-file FILE "
                               "(a secret every request must carry)")
         return None
     try:
@@ -94,9 +94,9 @@ def read_token(host: str, token_file: Path | None) -> str | None:
     return token
 
 
-def check_port(port: int) -> None:
+def check_port(port: int, option: str = "--port") -> None:
     if not 0 < port < 65536:
-        raise ConfigError(f"--port {port}: expected 1 to 65535")
+        raise ConfigError(f"{option} {port}: expected 1 to 65535")
 
 
 def run_serve(args: argparse.Namespace) -> int:

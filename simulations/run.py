@@ -14,8 +14,9 @@ import numpy as np
 
 from fedrec.shared import atomic, cli
 from fedrec.shared.config import FedrecConfig
+from fedrec.client.state import STATE_FILE
 from fedrec.shared.data.load import load_train_test
-from fedrec.shared.errors import FedrecError
+from fedrec.shared.errors import ConfigError, FedrecError
 
 QUIET_ENVIRONMENT = {
     "FLWR_TELEMETRY_ENABLED": "0",
@@ -104,6 +105,24 @@ def _print_round(entry: dict) -> None:
           file=sys.stderr, flush=True)
 
 
+def prepare_client_state(root: Path, num_clients: int, factors: int) -> None:
+    """DIR/client-K/ for every simulated client; a folder left by a run of another model size is refused
+    here, before Ray starts (its saved factors could not continue)."""
+    for k in range(num_clients):
+        folder = root / f"client-{k}"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"--client-state-dir: cannot make {folder}: {exc.strerror}") from None
+        saved = folder / STATE_FILE
+        if saved.is_file():
+            with np.load(saved) as state:
+                kept = state["p"].shape[1] if "p" in state.files and state["p"].ndim == 2 else None
+            if kept != factors:
+                raise ConfigError(f"--client-state-dir: {saved} holds user factors of size {kept}, this run has "
+                                  f"{factors}: use another folder")
+
+
 def run(args: argparse.Namespace) -> int:
     config = cli.config_from_args(args)
     train, test = load_train_test(config)
@@ -112,8 +131,7 @@ def run(args: argparse.Namespace) -> int:
           f"{fed.num_clients} clients, {fed.rounds} rounds, {'secure' if fed.secure else 'plain'} aggregation",
           file=sys.stderr)
     if args.client_state_dir is not None:
-        for k in range(fed.num_clients):
-            (args.client_state_dir / f"client-{k}").mkdir(parents=True, exist_ok=True)
+        prepare_client_state(args.client_state_dir, fed.num_clients, config.model.factors)
     result = simulate(config, _print_round, n_items=train.n_items, client_state_dir=args.client_state_dir)
     item = result.pop("item_model")
     atomic.write_npz(args.model_out, q=item["q"], bi=item["bi"], mu=np.float64(item["mu"]))
