@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import sys
 import threading
@@ -107,6 +108,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from fedrec.client.service import Service, build_app
 
     service = Service(args.state_dir, wait_for_model=args.wait_for_model)
+    gc.freeze()  # the loaded model and ratings are long-lived: keep them out of every garbage collection
     threading.Thread(target=service.watch, args=(WATCH_SECONDS,), daemon=True).start()
     served = service.recommender
     what = (f"{len(served.users)} users, {len(served.model.item_ids)} items" if served is not None

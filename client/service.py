@@ -19,14 +19,14 @@ from starlette.exceptions import HTTPException
 from fedrec.client.page import PAGE
 from fedrec.shared.feedback import ID_PATTERN, FeedbackStore, stored_events
 from fedrec.shared.errors import FedrecError
-from fedrec.shared.recommend import EVENT_SCALE, Recommender, event_rating
+from fedrec.shared.recommend import Recommender, event_rating
 from fedrec.shared.serving import ITEM_MODEL_FILE, load_recommender
 
 MAX_K = 1000
 
 
 class FeedbackBody(BaseModel):
-    """One feedback event: an explicit rating or an implicit event (see EVENT_SCALE), about one item."""
+    """One feedback event: an explicit rating or an implicit event (see shared.recommend.EVENT_SCALE), about one item."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
     item: str = Field(min_length=1, max_length=200)
@@ -195,6 +195,3 @@ def build_app(service: Service, token: str | None = None) -> FastAPI:
     if token is not None:
         app.add_middleware(TokenCheck, token=token)
     return app
-
-
-EVENTS_HELP = ", ".join(f"{name} = rating_min + {share:g} x range" for name, share in EVENT_SCALE.items())

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from fedrec.shared import mf
-from fedrec.shared.data.reader import RawTable
 from fedrec.shared.errors import DataError, FedrecError
 from fedrec.shared.feedback import FeedbackStore, read_feedback, with_feedback
 from fedrec.shared.recommend import ItemModel, Recommender, contributions, event_rating, explain, fold_in, top_n
