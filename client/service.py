@@ -32,7 +32,7 @@ class FeedbackBody(BaseModel):
     item: str = Field(min_length=1, max_length=200)
     rating: float | None = Field(None, allow_inf_nan=False)
     event: Literal["click", "purchase", "skip"] | None = None
-    timestamp: int | None = Field(None, ge=0, description="Unix seconds; the time of receipt when absent")
+    timestamp: int | None = Field(None, ge=0, le=10**11, description="Unix seconds; the time of receipt when absent")
 
     @model_validator(mode="after")
     def _one_kind(self) -> FeedbackBody:

@@ -186,6 +186,8 @@ BAD_BODIES = [
     ({"item": "m1", "event": "like"}, "event"),
     ({"item": "m1", "rating": 4, "colour": "red"}, "colour"),
     ({"item": "m1", "rating": 4, "timestamp": -5}, "timestamp"),
+    ({"item": "m1", "rating": 4, "timestamp": 10**30}, "timestamp"),
+    ({"item": "m1", "rating": 4, "timestamp": 1.5}, "timestamp"),
     ({"item": "", "rating": 4}, "item"),
     ([1, 2, 3], "body"),
 ]
