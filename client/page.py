@@ -67,8 +67,8 @@ async function send(user, payload) {
   const url = $("feedback").dataset.feedbackUrl.replace("{user}", enc(user));
   try {
     const body = await call(url, {method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(payload)});
-    say(`stored event ${body.stored} (rating ${body.rating}), folded in in ${body.fold_in_ms.toFixed(2)} ms`);
     await recommend();
+    say(`stored event ${body.stored} (${payload.item}: rating ${body.rating}), folded in in ${body.fold_in_ms.toFixed(2)} ms`);
   } catch (err) { say(err.message, true); }
 }
 $("pick").onsubmit = (ev) => { ev.preventDefault(); recommend(); };

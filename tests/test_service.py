@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -272,6 +274,24 @@ def test_the_page_loads_and_its_form_works_over_http(serve, model_and_ratings):
     assert reply.status_code == 200 and reply.json()["rating"] == 2.0
     again = httpx.get(f"{service.url}/v1/users/u4/recommendations", params={"k": 10, "explain": "true"}).json()["items"]
     assert item not in [row["item"] for row in again]
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs Node.js to run the page's script")
+def test_the_pages_own_script_works_against_the_service(serve, state_dir, tmp_path):
+    service = serve()
+    page = tmp_path / "page.html"
+    page.write_text(httpx.get(service.url + "/").text)
+    done = subprocess.run(["node", str(Path(__file__).with_name("page_harness.js")), service.url, str(page)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    shown = json.loads(done.stdout)
+    user = shown["users"][0]
+    assert user == "u0" and len(shown["before"]) == 10
+    first = shown["before"][0][1]
+    assert "your tendency" in shown["before"][0][3] and f"{first}: rating 5" in shown["status"]
+    assert first not in [row[1] for row in shown["after"]]  # rated through the page, so no longer recommended
+    assert [row[2:4] for row in stored_events(state_dir)] == [(first, 5.0)]
+    assert "unknown item 'no-such-item'" in shown["error"][0] and shown["error"][1] == "err"
 
 
 def test_token_is_checked_on_every_request(serve, state_dir, tmp_path):
