@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from pathlib import Path
@@ -10,14 +11,16 @@ import numpy as np
 from flwr.app import Array, ArrayRecord, Context, Error, Message, RecordDict
 from flwr.clientapp import ClientApp
 
-from fedrec.client.data import file_data, partition_data
-from fedrec.client.state import load_user_state, save_user_state
+from fedrec.client.data import file_data, partition_data, with_stored_feedback
+from fedrec.client.state import load_user_state, save_served_model, save_user_state
 from fedrec.shared import mf, protocol
 from fedrec.shared.config import FedrecConfig
 from fedrec.shared.federated import ClientData, ClientTrainer
 from fedrec.shared.runconfig import from_run_config
 from fedrec.client.secure import client_policy, respond
 from fedrec.shared.secagg.errors import SecAggError, SecAggRefusal
+from fedrec.shared.serving import align_user_state
+from fedrec.shared.train import USER_STREAM, init_rng
 
 DATA_FILE, TEST_FILE, STATE_DIR = protocol.NODE_DATA_FILE, protocol.NODE_TEST_FILE, protocol.NODE_STATE_DIR
 RATING_MIN, RATING_MAX, ON_BAD_ROWS = protocol.NODE_RATING_MIN, protocol.NODE_RATING_MAX, protocol.NODE_ON_BAD_ROWS
@@ -40,8 +43,10 @@ def effective_config(msg: Message, context: Context, base: FedrecConfig | None) 
     return config
 
 
-def client_data(msg: Message, context: Context, config: FedrecConfig) -> tuple[ClientData, int, Path | None]:
-    """(this client's ratings, the seed of its initial user factors, its state folder)."""
+def client_data(msg: Message, context: Context, config: FedrecConfig,
+                state_root: Path | None = None) -> tuple[ClientData, int, Path | None]:
+    """(this client's ratings, the seed of its initial user factors, its state folder); in simulation the
+    state folder is STATE_ROOT/client-K when a root is given."""
     node = context.node_config
     if DATA_FILE in node:
         train_file = Path(str(node[DATA_FILE]))
@@ -51,30 +56,37 @@ def client_data(msg: Message, context: Context, config: FedrecConfig) -> tuple[C
         state_dir = Path(str(node[STATE_DIR])) if node.get(STATE_DIR) else None
         return file_data(config, train_file, test_file, catalogue), seed, state_dir
     partition_id = int(node["partition-id"])
-    return partition_data(config, partition_id, int(node["num-partitions"])), partition_id, None
+    state_dir = state_root / f"client-{partition_id}" if state_root is not None else None
+    return partition_data(config, partition_id, int(node["num-partitions"])), partition_id, state_dir
 
 
-def compute_vector(msg: Message, context: Context, config: FedrecConfig) -> np.ndarray:
+def compute_vector(msg: Message, context: Context, config: FedrecConfig, state_root: Path | None = None) -> np.ndarray:
     """The float vector this client contributes for the message's task (stats, train or evaluate); under
     differential privacy (`dp_clip` in the message) each user's contribution is clipped to that norm."""
     settings = msg.content.config_records[protocol.CONFIG]
     clip = float(settings[protocol.DP_CLIP]) if protocol.DP_CLIP in settings else None
-    data, seed, state_dir = client_data(msg, context, config)
-    trainer = ClientTrainer(data, config, seed, load_user_state(context, state_dir))
+    data, seed, state_dir = client_data(msg, context, config, state_root)
+    catalogue = tuple(settings[protocol.ITEMS]) if protocol.ITEMS in settings else tuple(data.train.item_ids)
+    data = with_stored_feedback(config, data, state_dir, catalogue)  # the service's feedback trains too
+    state = align_user_state(load_user_state(context, state_dir), data.train.user_ids, config.model.factors,
+                             config.model.init_std, init_rng(config.model.seed, USER_STREAM, seed, 1))
+    trainer = ClientTrainer(data, config, seed, state)
     task = settings["task"]
     if task == protocol.TASK_STATS:
         return trainer.stats(clip)
     arrays = msg.content.array_records[protocol.ITEM]
     item = mf.ItemSide(arrays["q"].numpy().copy(), arrays["bi"].numpy().copy(), float(settings["mu"]))
     if task == protocol.TASK_EVALUATE:
-        return trainer.evaluate(item, arrays["known"].numpy().astype(bool), clip)
+        known = arrays["known"].numpy().astype(bool)
+        save_served_model(state_dir, item, known, catalogue, data.train, config)  # the newest model, to serve
+        return trainer.evaluate(item, known, clip)
     if task != protocol.TASK_TRAIN:
         raise ValueError(f"unknown task {task!r}")
     parts = []
     if settings["evaluate"]:  # the received model, evaluated before training changes the user side
         parts.append(trainer.evaluate(item, arrays["known"].numpy().astype(bool)))
     parts.append(trainer.train(item, clip))
-    save_user_state(context, state_dir, trainer.state())
+    save_user_state(context, state_dir, {**trainer.state(), "user_ids": data.train.user_ids.astype(str)})
     return np.concatenate(parts)
 
 
@@ -84,9 +96,11 @@ def public_reason(stage: str, exc: Exception) -> str:
     return f"{stage}: {kind}"
 
 
-def build_client_app(config: FedrecConfig | None = None) -> ClientApp:
-    """A ClientApp bound to `config` (simulation), or reading `[tool.flwr.app.config]` (flwr run)."""
+def build_client_app(config: FedrecConfig | None = None, state_root: Path | None = None) -> ClientApp:
+    """A ClientApp bound to `config` (simulation), or reading `[tool.flwr.app.config]` (flwr run);
+    simulated clients keep their state in STATE_ROOT/client-K when `state_root` is given."""
     app = ClientApp()
+    vector = functools.partial(compute_vector, state_root=state_root)
 
     @app.train()
     def handle(msg: Message, context: Context) -> Message:
@@ -98,10 +112,9 @@ def build_client_app(config: FedrecConfig | None = None) -> ClientApp:
             if stage == protocol.STAGE_PLAIN:
                 if policy.require_secure:
                     raise SecAggRefusal("this client requires secure aggregation and sends no plain vector")
-                vector = compute_vector(msg, context, run_config)
-                content = RecordDict({protocol.REPLY: ArrayRecord({"vector": Array(vector)})})
+                content = RecordDict({protocol.REPLY: ArrayRecord({"vector": Array(vector(msg, context, run_config))})})
             else:
-                content = respond(msg, context, run_config, policy, compute_vector)
+                content = respond(msg, context, run_config, policy, vector)
         except Exception as exc:  # the full story stays here; the server gets the stage and the kind only
             log.error("%s failed: %s", stage, exc, exc_info=not isinstance(exc, SecAggError))
             return Message(error=Error(code=ERROR_CODE, reason=public_reason(stage, exc)), reply_to=msg)

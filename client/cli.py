@@ -34,6 +34,12 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="smallest cohort this client's vector may be summed in (default 3)")
     parser.add_argument("--port", type=int, default=0, metavar="PORT",
                         help="local port of this client's SuperNode (default: any free port)")
+    parser.add_argument("--serve", type=int, metavar="PORT",
+                        help="also run this client's recommendation service (`fedrec serve`) on PORT, serving the "
+                             "newest model as rounds complete")
+    parser.add_argument("--serve-host", default="127.0.0.1", metavar="ADDRESS",
+                        help="where that service listens (default %(default)s; any other address needs --token-file)")
+    parser.add_argument("--token-file", type=Path, metavar="FILE", help="the service's access token (see fedrec serve)")
     parser.set_defaults(handler=run)
 
 
@@ -70,6 +76,17 @@ def supernode_command(args: argparse.Namespace, state_dir: Path, config) -> list
     return [*command, "--root-certificates", str(args.certs / "ca.crt"), "--auth-supernode-private-key", str(args.key)]
 
 
+def service_command(args: argparse.Namespace, state_dir: Path) -> list[str]:
+    """`fedrec serve` on the client's state folder; it starts before the first model and reloads newer ones."""
+    from fedrec.client.serve_cli import check_port, read_token
+
+    check_port(args.serve, "--serve")
+    read_token(args.serve_host, args.token_file, "--serve-host")  # refuse a bad address or token before joining
+    command = [sys.executable, "-m", "fedrec.shared.cli", "serve", "--state-dir", str(state_dir.resolve()),
+               "--host", args.serve_host, "--port", str(args.serve), "--wait-for-model"]
+    return command + (["--token-file", str(args.token_file.resolve())] if args.token_file is not None else [])
+
+
 def run(args: argparse.Namespace) -> int:
     config = cli.config_from_args(args)
     # Validate before joining: a client with bad data never takes part (read_files raises a DataError).
@@ -81,15 +98,19 @@ def run(args: argparse.Namespace) -> int:
         print("fedrec client: WARNING: --insecure: traffic is plain text and the server is not authenticated",
               file=sys.stderr)
     command = supernode_command(args, state_dir, config)
+    service = service_command(args, state_dir) if args.serve is not None else None
     env = {**os.environ, "FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1"}
-    node = processes.start(command, env=env)
+    children = [processes.start(command, env=env)]
     signal.signal(signal.SIGTERM, processes.interrupt)
     try:
-        code = node.wait()
+        if service is not None:
+            children.append(processes.start(service, env=env))
+        code = children[0].wait()
     except KeyboardInterrupt:
         code = 130
     finally:
-        processes.stop(node)
+        for child in reversed(children):
+            processes.stop(child)
     if code not in (0, 130, -signal.SIGTERM):
         raise FedrecError(f"the client's SuperNode exited with code {code} (see its messages above)")
     return 0

@@ -13,6 +13,7 @@ from fedrec.shared.data.load import load_train_test, read_files
 from fedrec.shared.data.partition import partition_users
 from fedrec.shared.data.ratings import Ratings
 from fedrec.shared.federated import ClientData
+from fedrec.shared.feedback import read_feedback, with_feedback
 
 
 @functools.lru_cache(maxsize=2)
@@ -61,3 +62,14 @@ def _file_data(data_json: str, train_file: Path, test_file: Path | None, stamp: 
     train = coded[0]
     test = coded[1] if test_file is not None else train.subset(np.zeros(len(train), dtype=bool))
     return ClientData(train, test)
+
+
+def with_stored_feedback(config: FedrecConfig, data: ClientData, state_dir: Path | None, catalogue) -> ClientData:
+    """The ratings plus the feedback the client's service stored, read through the ratings-file validation."""
+    if state_dir is None:
+        return data
+    train = data.train
+    table = read_feedback(state_dir, train.rating_min, train.rating_max, config.data.on_bad_rows)
+    if table is None:
+        return data
+    return ClientData(*with_feedback(train, data.test, table, catalogue))

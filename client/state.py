@@ -1,4 +1,4 @@
-"""Where a client keeps its users' parameters between rounds: the node's state, and its state folder if given."""
+"""What a client keeps: its users' parameters between rounds (node state and state folder), and the model it serves."""
 
 from __future__ import annotations
 
@@ -7,7 +7,11 @@ from pathlib import Path
 import numpy as np
 from flwr.app import Array, ArrayRecord, Context
 
-from fedrec.shared import atomic
+from fedrec.shared import atomic, mf
+from fedrec.shared.config import FedrecConfig
+from fedrec.shared.data.ratings import Ratings
+from fedrec.shared.recommend import ItemModel
+from fedrec.shared.serving import save_snapshot
 
 STATE_KEY = "fedrec.user-state"
 STATE_FILE = "user-state.npz"
@@ -27,3 +31,13 @@ def save_user_state(context: Context, state_dir: Path | None, state: dict[str, n
     context.state.array_records[STATE_KEY] = ArrayRecord({k: Array(np.ascontiguousarray(v)) for k, v in state.items()})
     if state_dir is not None:
         atomic.write_npz(state_dir / STATE_FILE, mode=0o600, **state)
+
+
+def save_served_model(state_dir: Path | None, item: mf.ItemSide, known: np.ndarray, catalogue, train: Ratings,
+                      config: FedrecConfig) -> None:
+    """Keep the item side just received (the final model after the last round) for `fedrec serve`."""
+    if state_dir is None:
+        return
+    model = ItemModel(item.q, item.bi, item.mu, np.asarray(catalogue, dtype=str), known, config.model.reg,
+                      config.model.bias_reg, train.rating_min, train.rating_max)
+    save_snapshot(state_dir, model, train)

@@ -83,6 +83,7 @@ def _commands() -> dict[str, tuple[str, Callable[[argparse.ArgumentParser], None
     # Each job module keeps its heavy imports (Flower, Ray) inside its handler, so building the parser is cheap.
     from fedrec.shared.jobs import baseline, certs, data
     from fedrec.client import cli as client_cli
+    from fedrec.client import serve_cli
     from fedrec.server import cli as server_cli
     from fedrec.simulations import audit, compare
     from fedrec.simulations import run as simulate
@@ -95,6 +96,8 @@ def _commands() -> dict[str, tuple[str, Callable[[argparse.ArgumentParser], None
         "client": ("join a fedrec server as one data holder, training on a local ratings file", client_cli.register),
         "data": ("fetch, check, split and partition rating data", data.register),
         "server": ("start a fedrec server (a Flower SuperLink) and run federated training", server_cli.register),
+        "recommend": ("top-N recommendations with reasons for one of a client's users", serve_cli.register_recommend),
+        "serve": ("a client's recommendation and feedback service over HTTP", serve_cli.register_serve),
         "simulate": ("run a federated simulation on Flower's simulation engine", simulate.register),
     }
 

@@ -14,9 +14,10 @@ import numpy as np
 
 from fedrec.shared import atomic, cli
 from fedrec.shared.config import FedrecConfig
+from fedrec.client.state import STATE_FILE
 from fedrec.shared.data.load import load_train_test
 from fedrec.shared.dp.plan import privacy_line
-from fedrec.shared.errors import FedrecError
+from fedrec.shared.errors import ConfigError, FedrecError
 
 QUIET_ENVIRONMENT = {
     "FLWR_TELEMETRY_ENABLED": "0",
@@ -57,6 +58,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", type=Path, metavar="OUT", help="write the results as JSON")
     parser.add_argument("--model-out", type=Path, default=Path("fedrec-item-model.npz"), metavar="FILE.npz",
                         help="where to save the final item side (q, bi, mu); default %(default)s")
+    parser.add_argument("--client-state-dir", type=Path, metavar="DIR",
+                        help="keep each simulated client's state (user factors, final model, feedback) in DIR/client-K/, "
+                             "so that `fedrec serve --state-dir DIR/client-K` can serve its users")
     parser.set_defaults(handler=run)
 
 
@@ -68,7 +72,7 @@ def _quiet_flower() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def simulate(config: FedrecConfig, on_round=None, n_items: int | None = None) -> dict:
+def simulate(config: FedrecConfig, on_round=None, n_items: int | None = None, client_state_dir: Path | None = None) -> dict:
     """Run the federation on Flower's simulation engine and return the server's results."""
     _quiet_flower()
     from flwr.simulation import run_simulation
@@ -88,7 +92,7 @@ def simulate(config: FedrecConfig, on_round=None, n_items: int | None = None) ->
     start = time.perf_counter()
     run_simulation(
         server_app=build_server_app(config, n_items, on_round, holder.update, n_users),
-        client_app=build_client_app(config),
+        client_app=build_client_app(config, client_state_dir.resolve() if client_state_dir is not None else None),
         num_supernodes=config.federated.num_clients,
         backend_config={
             "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
@@ -110,6 +114,24 @@ def _print_round(entry: dict) -> None:
           file=sys.stderr, flush=True)
 
 
+def prepare_client_state(root: Path, num_clients: int, factors: int) -> None:
+    """DIR/client-K/ for every simulated client; a folder left by a run of another model size is refused
+    here, before Ray starts (its saved factors could not continue)."""
+    for k in range(num_clients):
+        folder = root / f"client-{k}"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"--client-state-dir: cannot make {folder}: {exc.strerror}") from None
+        saved = folder / STATE_FILE
+        if saved.is_file():
+            with np.load(saved) as state:
+                kept = state["p"].shape[1] if "p" in state.files and state["p"].ndim == 2 else None
+            if kept != factors:
+                raise ConfigError(f"--client-state-dir: {saved} holds user factors of size {kept}, this run has "
+                                  f"{factors}: use another folder")
+
+
 def run(args: argparse.Namespace) -> int:
     config = cli.config_from_args(args)
     train, test = load_train_test(config)
@@ -118,7 +140,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"{len(train)} training and {len(test)} test ratings, {train.n_users} users, {train.n_items} items; "
           f"{fed.num_clients} clients, {fed.rounds} rounds, {'secure' if fed.secure else 'plain'} aggregation",
           file=sys.stderr)
-    result = simulate(config, _print_round, n_items=train.n_items)
+    if args.client_state_dir is not None:
+        prepare_client_state(args.client_state_dir, fed.num_clients, config.model.factors)
+    result = simulate(config, _print_round, n_items=train.n_items, client_state_dir=args.client_state_dir)
     item = result.pop("item_model")
     atomic.write_npz(args.model_out, q=item["q"], bi=item["bi"], mu=np.float64(item["mu"]))
     k = config.eval.top_k
@@ -127,6 +151,9 @@ def run(args: argparse.Namespace) -> int:
     dp_text = f"  epsilon spent {result['dp']['epsilon_spent']:.3f} of {result['dp']['epsilon']:g}" if "dp" in result else ""
     print(f"final: test RMSE {result['rmse']:.4f}  MAE {result['mae']:.4f}  {ndcg_text}{dp_text}  "
           f"wall {result['wall_seconds']:.1f} s; item model saved to {args.model_out}")
+    if args.client_state_dir is not None:
+        print(f"each client's state and final model: {args.client_state_dir}/client-K/ "
+              f"(serve one with `fedrec serve --state-dir {args.client_state_dir}/client-0`)")
     if args.json is not None:
         atomic.write_json(args.json, {**result, "n_train": len(train), "n_test": len(test),
                                       "config": config.model_dump(mode="json")})

@@ -1,0 +1,91 @@
+"""The final model reaches the clients (simulation and deployment), and stored feedback trains in the next run."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import httpx
+import numpy as np
+import pytest
+
+from fedrec.shared import processes
+from fedrec.shared.feedback import FeedbackStore
+from tests.test_deployment import RUN_TIMEOUT, deployment, setup  # noqa: F401 (fixtures)
+
+SMALL = ["--set", "synthetic.n_users=80", "--set", "synthetic.n_items=100", "--set", "synthetic.n_ratings=3000"]
+
+
+def fedrec(*args) -> list[str]:
+    return [sys.executable, "-m", "fedrec.shared.cli", *map(str, args)]
+
+
+def simulate(tmp_path, name: str) -> subprocess.CompletedProcess:
+    command = fedrec("simulate", "--rounds", "2", "--num-clients", "2", "--factors", "4", "--no-secure", *SMALL,
+                     "--client-state-dir", tmp_path / "clients", "--model-out", tmp_path / f"{name}.npz")
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def load(path) -> dict:
+    with np.load(path) as saved:
+        return {key: saved[key] for key in saved.files}
+
+
+@pytest.mark.flower
+def test_simulated_clients_keep_the_final_model_and_train_on_stored_feedback(tmp_path):
+    simulate(tmp_path, "first")
+    final = load(tmp_path / "first.npz")
+    client = tmp_path / "clients/client-0"
+    for k in (0, 1):
+        kept = load(tmp_path / f"clients/client-{k}/item-model.npz")
+        assert np.array_equal(kept["q"], final["q"]) and np.array_equal(kept["bi"], final["bi"])
+        assert float(kept["mu"]) == pytest.approx(float(final["mu"])) and len(kept["items"]) == len(final["bi"])
+    ratings = load(client / "user-ratings.npz")
+    old_user = str(ratings["user_ids"][ratings["users"][0]])
+    old_item = str(ratings["items"][0])
+    item_ids = load(client / "item-model.npz")["items"]
+    store = FeedbackStore(client)
+    store.add("newcomer", str(item_ids[3]), 5.0, "purchase", 1)
+    store.add(old_user, str(item_ids[int(old_item)]), 1.0, None, 2)  # a new opinion of an item rated in the data
+    store.close()
+
+    simulate(tmp_path, "second")  # the same client folders: the feedback is part of this run's training data
+    ratings = load(client / "user-ratings.npz")
+    users = ratings["user_ids"][ratings["users"]]
+    assert ratings["values"][(users == "newcomer") & (ratings["items"] == 3)].tolist() == [5.0]
+    assert ratings["values"][(users == old_user) & (ratings["items"] == int(old_item))].tolist() == [1.0]
+    state = load(client / "user-state.npz")
+    assert "newcomer" in state["user_ids"].tolist() and state["p"].shape[0] == len(state["user_ids"])
+    done = subprocess.run(fedrec("recommend", "--state-dir", client, "--user", "newcomer", "--json"),
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and '"items"' in done.stdout, done.stderr
+
+
+@pytest.mark.deployment
+def test_deployed_client_serves_the_final_model_beside_its_supernode(deployment, setup, tmp_path):  # noqa: F811
+    server = deployment.server("--rounds", "1", "--min-clients", "3", "--no-secure")  # secure sums: test_deployment
+    deployment.wait_for("waiting for clients", timeout=60)
+    port = processes.free_port()
+    for k in (1, 2):
+        deployment.client(k)
+    data = setup / "data/client-0"
+    command = fedrec("client", "--server", f"127.0.0.1:{deployment.port}", "--data", data / "train.csv",
+                     "--test", data / "test.csv", "--state-dir", tmp_path / "client-0-state", "--certs", setup / "certs",
+                     "--key", setup / "certs/client-0.key", "--serve", port)
+    deployment.children["client-0"] = processes.start(command, log_file=tmp_path / "client-0.log")
+    assert processes.wait_for_port("127.0.0.1", port, 60), deployment.log("client-0")
+    early = httpx.get(f"http://127.0.0.1:{port}/healthz")
+    assert server.wait(timeout=RUN_TIMEOUT) == 0, deployment.log("server")[-3000:]
+    assert early.status_code in (200, 503)
+    kept = load(tmp_path / "client-0-state/item-model.npz")
+    final = load(tmp_path / "state/item-model.npz")
+    assert np.array_equal(kept["q"], final["q"]) and kept["items"].tolist() == final["items"].tolist()
+    deadline = time.monotonic() + 20
+    while httpx.get(f"http://127.0.0.1:{port}/healthz").status_code != 200 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    user = (data / "train.csv").read_text().splitlines()[1].split(",")[0]
+    reply = httpx.get(f"http://127.0.0.1:{port}/v1/users/{user}/recommendations", params={"k": 5, "explain": "true"})
+    assert reply.status_code == 200 and len(reply.json()["items"]) == 5, reply.text
