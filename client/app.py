@@ -10,7 +10,7 @@ from flwr.app import Array, ArrayRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
 from fedrec.client.data import file_data, partition_data
-from fedrec.client.state import load_user_state, save_user_state
+from fedrec.client.state import UserStateStore, run_identity
 from fedrec.shared import mf, protocol
 from fedrec.shared.config import FedrecConfig
 from fedrec.shared.federated import ClientData, ClientTrainer
@@ -53,8 +53,16 @@ def compute_vector(msg: Message, context: Context, config: FedrecConfig) -> np.n
     """The float vector this client contributes for the message's task (stats, train or evaluate)."""
     settings = msg.content.config_records[protocol.CONFIG]
     data, seed, state_dir = client_data(msg, context, config)
-    trainer = ClientTrainer(data, config, seed, load_user_state(context, state_dir))
-    task = settings["task"]
+    catalogue = tuple(settings[protocol.ITEMS]) if protocol.ITEMS in settings else None
+    identity = run_identity(str(settings.get(protocol.RUN_ID, "")), catalogue, data.train.n_items, config.model.factors)
+    store = UserStateStore(context, state_dir, identity)
+    task, round_number = settings["task"], int(settings["round"])
+    # Training round N starts from the state before round N; the model after round M is evaluated with the
+    # state the client had after round M, i.e. before round M+1.
+    fresh = ClientTrainer(data, config, seed).state()
+    start = store.start_of(round_number if task == protocol.TASK_TRAIN else round_number + 1, fresh, data.train.user_ids)
+    before = {key: value.copy() for key, value in start.items()}
+    trainer = ClientTrainer(data, config, seed, start)
     if task == protocol.TASK_STATS:
         return trainer.stats()
     arrays = msg.content.array_records[protocol.ITEM]
@@ -67,7 +75,7 @@ def compute_vector(msg: Message, context: Context, config: FedrecConfig) -> np.n
     if settings["evaluate"]:  # the received model, evaluated before training changes the user side
         parts.append(trainer.evaluate(item, arrays["known"].numpy().astype(bool)))
     parts.append(trainer.train(item))
-    save_user_state(context, state_dir, trainer.state())
+    store.record(round_number, before, trainer.state(), data.train.user_ids)
     return np.concatenate(parts)
 
 
