@@ -76,23 +76,23 @@ def descendants(pid: int) -> list[int]:
 def kill_all(pids: list[int], grace: float = 3.0) -> None:
     """SIGTERM each pid, then SIGKILL those still alive after `grace` seconds."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        alive = []
+        signalled = []
         for pid in pids:
             try:
                 os.kill(pid, sig)
-                alive.append(pid)
+                signalled.append(pid)
             except (ProcessLookupError, PermissionError):
                 pass
         deadline = time.monotonic() + grace
-        while sig == signal.SIGTERM and alive and time.monotonic() < deadline:
+        while sig == signal.SIGTERM and signalled and time.monotonic() < deadline:
             time.sleep(0.1)
-            alive = [pid for pid in alive if _alive(pid)]
-        pids = alive
+            signalled = [pid for pid in signalled if alive(pid)]
+        pids = signalled
         if not pids:
             return
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
@@ -105,7 +105,7 @@ def stop(process: subprocess.Popen, grace: float = STOP_GRACE_SECONDS) -> None:
     group (Flower's SuperLink starts `flwr-serverapp` processes that can outlive it and ignore SIGTERM)."""
     family = descendants(process.pid) if process.poll() is None else []
     _stop_group(process, grace)
-    kill_all([pid for pid in family if _alive(pid)], grace=min(grace, 3.0))
+    kill_all([pid for pid in family if alive(pid)], grace=min(grace, 3.0))
     handle = getattr(process, "log_handle", None)
     if handle is not None and handle is not subprocess.PIPE:
         handle.close()
