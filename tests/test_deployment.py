@@ -115,8 +115,9 @@ def test_killed_client_and_killed_server_the_run_still_finishes_without_gaps(dep
 
 
 def test_clients_that_cannot_take_part_exit_2_with_the_reason(deployment, setup, tmp_path):
-    """An unregistered key, and a plain-text client against a TLS server: each exits 2 with one line saying
-    why (before: a vague "could not establish a connection", and endless retries with no hint)."""
+    """An unregistered key, a plain-text client against a TLS server, and a client whose server was replaced
+    (HTTP 401): each exits 2 with one line saying why (before: a vague "could not establish a connection",
+    endless retries with no hint, and a traceback with exit 0)."""
     from fedrec.shared.certs import client_key_pair
 
     private, _ = client_key_pair("stranger")
@@ -133,6 +134,15 @@ def test_clients_that_cannot_take_part_exit_2_with_the_reason(deployment, setup,
         in deployment.log("stranger")
     assert "uses TLS, but this client was started with --insecure" in deployment.log("plain")
     assert "Traceback" not in deployment.log("stranger") + deployment.log("plain")
+
+    member = deployment.client(0, name="member")
+    deployment.wait_for("SuperNode ID", name="member", timeout=60)  # activated on this server
+    processes.stop(deployment.children["server"], grace=5.0)
+    replacement = processes.start(deployment.server_command("--rounds", "1", "--min-clients", "1", state="other"),
+                                  log_file=tmp_path / "replacement.log")
+    deployment.children["replacement"] = replacement
+    assert member.wait(timeout=90) == 2, deployment.log("member")[-2000:]
+    assert "no longer accepts this client (its heartbeat was refused, HTTP 401)" in deployment.log("member")
 
 
 def test_client_with_a_malformed_file_refuses_to_start(setup, tmp_path):
