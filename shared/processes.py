@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 STOP_GRACE_SECONDS = 10.0
+DESCENDANT_GRACE_SECONDS = 3.0  # for what outlived the group: enough for a SuperNode to sign off
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -105,7 +106,7 @@ def stop(process: subprocess.Popen, grace: float = STOP_GRACE_SECONDS) -> None:
     group (Flower's SuperLink starts `flwr-serverapp` processes that can outlive it and ignore SIGTERM)."""
     family = descendants(process.pid) if process.poll() is None else []
     _stop_group(process, grace)
-    kill_all([pid for pid in family if alive(pid)], grace=min(grace, 3.0))
+    kill_all([pid for pid in family if alive(pid)], grace=DESCENDANT_GRACE_SECONDS)
     handle = getattr(process, "log_handle", None)
     if handle is not None and handle is not subprocess.PIPE:
         handle.close()
