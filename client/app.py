@@ -12,15 +12,13 @@ from flwr.app import Array, ArrayRecord, Context, Error, Message, RecordDict
 from flwr.clientapp import ClientApp
 
 from fedrec.client.data import file_data, partition_data, with_stored_feedback
-from fedrec.client.state import load_user_state, save_served_model, save_user_state
+from fedrec.client.state import UserStateStore, run_identity, save_served_model
 from fedrec.shared import mf, protocol
 from fedrec.shared.config import FedrecConfig
 from fedrec.shared.federated import ClientData, ClientTrainer
 from fedrec.shared.runconfig import from_run_config
 from fedrec.client.secure import client_policy, respond
 from fedrec.shared.secagg.errors import SecAggError, SecAggRefusal
-from fedrec.shared.serving import align_user_state
-from fedrec.shared.train import USER_STREAM, init_rng
 
 DATA_FILE, TEST_FILE, STATE_DIR = protocol.NODE_DATA_FILE, protocol.NODE_TEST_FILE, protocol.NODE_STATE_DIR
 RATING_MIN, RATING_MAX, ON_BAD_ROWS = protocol.NODE_RATING_MIN, protocol.NODE_RATING_MAX, protocol.NODE_ON_BAD_ROWS
@@ -68,10 +66,15 @@ def compute_vector(msg: Message, context: Context, config: FedrecConfig, state_r
     data, seed, state_dir = client_data(msg, context, config, state_root)
     catalogue = tuple(settings[protocol.ITEMS]) if protocol.ITEMS in settings else tuple(data.train.item_ids)
     data = with_stored_feedback(config, data, state_dir, catalogue)  # the service's feedback trains too
-    state = align_user_state(load_user_state(context, state_dir), data.train.user_ids, config.model.factors,
-                             config.model.init_std, init_rng(config.model.seed, USER_STREAM, seed, 1))
-    trainer = ClientTrainer(data, config, seed, state)
-    task = settings["task"]
+    identity = run_identity(str(settings.get(protocol.RUN_ID, "")), catalogue, data.train.n_items, config.model.factors)
+    store = UserStateStore(context, state_dir, identity)
+    task, round_number = settings["task"], int(settings["round"])
+    # Training round N starts from the state before round N; the model after round M is evaluated with the
+    # state the client had after round M, i.e. before round M+1.
+    fresh = ClientTrainer(data, config, seed).state()
+    start = store.start_of(round_number if task == protocol.TASK_TRAIN else round_number + 1, fresh, data.train.user_ids)
+    before = {key: value.copy() for key, value in start.items()}
+    trainer = ClientTrainer(data, config, seed, start)
     if task == protocol.TASK_STATS:
         return trainer.stats(clip)
     arrays = msg.content.array_records[protocol.ITEM]
@@ -86,7 +89,7 @@ def compute_vector(msg: Message, context: Context, config: FedrecConfig, state_r
     if settings["evaluate"]:  # the received model, evaluated before training changes the user side
         parts.append(trainer.evaluate(item, arrays["known"].numpy().astype(bool)))
     parts.append(trainer.train(item, clip))
-    save_user_state(context, state_dir, {**trainer.state(), "user_ids": data.train.user_ids.astype(str)})
+    store.record(round_number, before, trainer.state(), data.train.user_ids)
     return np.concatenate(parts)
 
 

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import collections
 import os
-import signal
+import re
+import socket
+import ssl
 import sys
+import threading
+import time
 from pathlib import Path
 
-from fedrec.shared import cli, processes
+from fedrec.shared import cli, locks, processes
 from fedrec.shared import protocol as keys
 from fedrec.shared.data.load import read_files
 from fedrec.shared.errors import ConfigError, FedrecError
@@ -87,30 +92,127 @@ def service_command(args: argparse.Namespace, state_dir: Path) -> list[str]:
     return command + (["--token-file", str(args.token_file.resolve())] if args.token_file is not None else [])
 
 
+def probe_tls(address: str, timeout: float = 3.0) -> bool | None:
+    """Does the server at HOST:PORT speak TLS? True or False; None when nothing answers (yet)."""
+    host, _, port = address.rpartition(":")
+    try:
+        raw = socket.create_connection((host.strip("[]"), int(port)), timeout=timeout)
+    except (OSError, ValueError):
+        return None
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # only asking whether TLS is spoken
+    try:
+        with context.wrap_socket(raw, server_hostname=host.strip("[]") or None):
+            return True
+    except ssl.SSLError:
+        return False
+    except OSError:
+        return None
+    finally:
+        raw.close()
+
+
+def transport_mismatch(args: argparse.Namespace) -> str | None:
+    """One-line reason when this client's --insecure/--certs does not match what the server speaks."""
+    tls = probe_tls(args.server)
+    if args.insecure and tls is True:
+        return (f"the server at {args.server} uses TLS, but this client was started with --insecure (plain text): "
+                f"start it with --certs DIR --key FILE (the files from `fedrec certs`)")
+    if not args.insecure and tls is False:
+        return (f"the server at {args.server} speaks plain text (it was started with --insecure), but this client "
+                f"uses TLS (--certs): start the client with --insecure, or the server with --certs")
+    return None
+
+
+REFUSED_KEY = ("Failed to activate SuperNode", "code: 2004")
+# On HTTP 401 to its heartbeat (a server that no longer knows this node) Flower's SuperNode sends itself
+# SIGINT and ends with this line; fedrec client never sends it SIGINT, so here it means the refusal.
+UNAUTHORIZED = ("401", "Unauthorized", "SuperNode terminated gracefully")
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+RETRYING = "Connection attempt failed"
+
+
+class NodeWatcher:
+    """Reads the SuperNode's log as it runs (echoing it), to tell in one line why it stopped."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.tail: collections.deque[str] = collections.deque(maxlen=30)
+        self.retries = 0
+        self.mismatch: str | None = None
+
+    def feed(self, line: str) -> bool:
+        """Echo one line; False when the client should stop now (it can never connect)."""
+        print(line, end="", file=sys.stderr, flush=True)
+        self.tail.append(ANSI.sub("", line).strip())
+        if RETRYING in line:
+            self.retries += 1
+            # Retrying is right while the server is not up yet; a server that answers in the other
+            # transport (TLS vs plain text) will never accept us, so that is checked while retrying.
+            if self.retries in (2, 5) or self.retries % 10 == 0:
+                self.mismatch = transport_mismatch(self.args)
+                return self.mismatch is None
+        return True
+
+    def reason(self, code: int | None) -> str:
+        text = "\n".join(self.tail)
+        if self.mismatch:
+            return self.mismatch
+        if any(marker in text for marker in REFUSED_KEY):
+            key = f"its key {self.args.key}" if self.args.key else "this client"
+            return (f"the server at {self.args.server} refused this client: {key} is not registered with it "
+                    f"(use the client-K.key that `fedrec certs` made for this server's --certs folder)")
+        if any(marker in text for marker in UNAUTHORIZED):
+            return (f"the server at {self.args.server} no longer accepts this client (its heartbeat was refused, "
+                    f"HTTP 401): the server was restarted or replaced and does not know this node; restart the "
+                    f"client to join again")
+        last = next((line for line in reversed(self.tail) if line and not line.startswith("INFO")), "no message")
+        return f"the client's SuperNode stopped (exit code {code}): {last}"
+
+
 def run(args: argparse.Namespace) -> int:
     config = cli.config_from_args(args)
     # Validate before joining: a client with bad data never takes part (read_files raises a DataError).
     tables = read_files([args.data] + ([args.test] if args.test else []), config)
     print(f"{args.data}: {len(tables[0])} valid ratings of {tables[0].n_users} users", file=sys.stderr)
     state_dir = args.state_dir or args.data.with_name(args.data.name + ".fedrec-state")
-    state_dir.mkdir(parents=True, exist_ok=True)
+    command = supernode_command(args, state_dir, config)
+    if (mismatch := transport_mismatch(args)) is not None:
+        raise ConfigError(mismatch)
     if args.insecure:
         print("fedrec client: WARNING: --insecure: traffic is plain text and the server is not authenticated",
               file=sys.stderr)
-    command = supernode_command(args, state_dir, config)
+    # One client per state folder: two clients sharing users' state would overwrite each other's.
     service = service_command(args, state_dir) if args.serve is not None else None
-    env = {**os.environ, "FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1"}
-    children = [processes.start(command, env=env)]
-    signal.signal(signal.SIGTERM, processes.interrupt)
+    with locks.FolderLock(state_dir, "fedrec client"):
+        return _take_part(args, command, service)
+
+
+def _take_part(args: argparse.Namespace, command: list[str], service: list[str] | None) -> int:
+    env = {**os.environ, "FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1", "PYTHONUNBUFFERED": "1"}
+    processes.handle_sigterm()
+    node = processes.start(command, env=env, capture=True)
+    # The recommendation service runs beside the SuperNode and serves the newest model as rounds complete.
+    server = processes.start(service, env=env) if service is not None else None
+    watcher = NodeWatcher(args)
+    hopeless = threading.Event()
+
+    def read() -> None:  # a thread: the SuperNode's own children may keep the pipe open after it exits
+        for line in node.stdout:
+            if not watcher.feed(line):
+                hopeless.set()
+
+    threading.Thread(target=read, daemon=True).start()
     try:
-        if service is not None:
-            children.append(processes.start(service, env=env))
-        code = children[0].wait()
-    except KeyboardInterrupt:
-        code = 130
+        while node.poll() is None and not hopeless.is_set():
+            time.sleep(0.2)
+    except KeyboardInterrupt as exc:
+        print("fedrec client: interrupted; left the federation", file=sys.stderr)
+        return processes.exit_code(exc)
     finally:
-        for child in reversed(children):
-            processes.stop(child)
-    if code not in (0, 130, -signal.SIGTERM):
-        raise FedrecError(f"the client's SuperNode exited with code {code} (see its messages above)")
-    return 0
+        processes.stop(node)
+        if server is not None:
+            processes.stop(server)
+    time.sleep(0.3)  # let the reader take the SuperNode's last lines
+    # A SuperNode runs until it is stopped: if it ended by itself, this client cannot take part.
+    raise FedrecError(watcher.reason(node.returncode))

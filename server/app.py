@@ -37,10 +37,13 @@ def run_deployment(grid: Grid, spec_path: Path) -> None:
     state_dir = Path(spec["state_dir"])
     checkpoint = Checkpoint(state_dir)
     result = run_federation(grid, config, len(catalogue), log_round, catalogue=catalogue,
-                            checkpoint=checkpoint, resume=spec["resume"] and checkpoint.exists())
+                            checkpoint=checkpoint, resume=spec["resume"] and checkpoint.exists(),
+                            run_id=spec.get("run_id"))
     item = result.pop("item_model")
-    atomic.write_npz(state_dir / "item-model.npz", q=item["q"], bi=item["bi"], mu=item["mu"], items=np.array(catalogue))
-    atomic.write_json(Path(spec["json"]), {**result, "config": spec["config"]})
+    atomic.write_files({  # both or neither
+        state_dir / "item-model.npz": atomic.npz_bytes(q=item["q"], bi=item["bi"], mu=item["mu"], items=np.array(catalogue)),
+        Path(spec["json"]): atomic.json_bytes({**result, "config": spec["config"]}),
+    })
     flower_log.info("fedrec finished: test RMSE %.4f, MAE %.4f", result["rmse"], result["mae"])
 
 

@@ -6,18 +6,20 @@ import argparse
 import json
 import os
 import re
-import signal
+import secrets
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
-from fedrec.shared import atomic, cli, processes
+from fedrec.shared import atomic, cli, locks, preflight, processes
 from fedrec.shared.dp.plan import privacy_line
 from fedrec.shared.errors import ConfigError, FedrecError
 from fedrec.server.state import Checkpoint
 
 CONNECTION = "fedrec"
+RUN_ID_FILE = "run-id.txt"
 APP_PYPROJECT = """[build-system]
 requires = ["setuptools"]
 build-backend = "setuptools.build_meta"
@@ -126,21 +128,40 @@ def _stream(process: subprocess.Popen) -> str | None:
     return run_id
 
 
+def _run_identity(state_dir: Path, resume: bool) -> str:
+    """A stable id of this training run, sent to every client with every task: the same across --resume,
+    new for a new run, so that a client never carries its users' factors from one run into another."""
+    path = state_dir / RUN_ID_FILE
+    if resume and path.exists():
+        return path.read_text().strip()
+    run_id = secrets.token_hex(8)
+    atomic.write_text(path, run_id + "\n")
+    return run_id
+
+
 def _prepare(args: argparse.Namespace, host: str, port: int) -> tuple[dict, Path, Path]:
+    """Everything checked before any process starts: flags, catalogue, checkpoint, output paths."""
     config = cli.config_from_args(args)
+    preflight.check_federation(config.federated, clients_flag="--min-clients")
     catalogue = read_catalogue(args.items)
     print(privacy_line(config, len(catalogue), None), file=sys.stderr)  # refuses an impossible budget here
     state_dir = args.state_dir.resolve()
-    state_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = Checkpoint(state_dir)
     if checkpoint.exists() and not args.resume:
         raise ConfigError(f"{state_dir} holds an earlier run: pass --resume to continue it, or choose another --state-dir")
     if args.resume and not checkpoint.exists():
         raise ConfigError(f"--resume: {state_dir} holds no checkpoint to resume from")
+    if args.resume:  # read in full now: a damaged checkpoint is one error before any client connects
+        saved = checkpoint.load()
+        if saved.q.shape != (len(catalogue), config.model.factors):
+            raise ConfigError(f"--resume: the checkpoint holds {saved.q.shape[0]} items x {saved.q.shape[1]} factors, "
+                              f"this run has {len(catalogue)} items (--items) x {config.model.factors} factors")
     json_out = (args.json or state_dir / "results.json").resolve()
+    preflight.check_writable(json_out, "--json")
     atomic.write_json(state_dir / "catalogue.json", catalogue)
     spec = {"config": config.model_dump(mode="json"), "catalogue": str(state_dir / "catalogue.json"),
-            "state_dir": str(state_dir), "resume": bool(args.resume), "json": str(json_out)}
+            "state_dir": str(state_dir), "resume": bool(args.resume), "json": str(json_out),
+            "run_id": _run_identity(state_dir, args.resume)}
     atomic.write_json(state_dir / "run.json", spec)
     app_dir = state_dir / "app"
     atomic.write_text(app_dir / "pyproject.toml", APP_PYPROJECT)
@@ -152,8 +173,30 @@ def _prepare(args: argparse.Namespace, host: str, port: int) -> tuple[dict, Path
     return env, state_dir, json_out
 
 
+def _check_own_listener(superlink: subprocess.Popen, port: int, timeout: float = 10.0) -> None:
+    """The process answering on the port must be our SuperLink, not another server that took it first
+    (otherwise our run would be submitted to, and our clients trained by, someone else's SuperLink)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        holders = locks.listening_pids(port)
+        ours = {superlink.pid, *processes.descendants(superlink.pid)}
+        if not holders or holders & ours:  # empty: no /proc to ask (not Linux)
+            return
+        if time.monotonic() > deadline or superlink.poll() is not None:
+            raise ConfigError(f"port {port} is held by another process (pid {', '.join(map(str, sorted(holders)))}), "
+                              f"not by this server's SuperLink; stop it or choose another --address")
+        time.sleep(0.2)
+
+
 def run(args: argparse.Namespace) -> int:
     host, port = parse_address(args.address)
+    locks.ensure_port_free(host, port)  # before anything else: a taken port changes nothing
+    # One server per state folder, for as long as this process lives (the kernel releases it on a crash).
+    with locks.FolderLock(args.state_dir, "fedrec server"):
+        return _serve(args, host, port)
+
+
+def _serve(args: argparse.Namespace, host: str, port: int) -> int:
     env, state_dir, json_out = _prepare(args, host, port)
     # A database in the state folder keeps the registered client keys across a restart (--resume), so
     # clients that were retrying reconnect to the new SuperLink instead of being refused.
@@ -169,11 +212,12 @@ def run(args: argparse.Namespace) -> int:
                       "--ssl-keyfile", str(certs / "server.key"), "--enable-supernode-auth"]
     started_before = json_out.stat().st_mtime_ns if json_out.exists() else None
     children: list[subprocess.Popen] = []
-    signal.signal(signal.SIGTERM, processes.interrupt)
+    processes.handle_sigterm()
     try:
         children.append(processes.start(superlink, log_file=state_dir / "superlink.log", env=env))
         if not processes.wait_for_port(host, port, timeout=60.0, process=children[0]):
             raise FedrecError(f"the SuperLink did not start on {host}:{port} (see {state_dir / 'superlink.log'})")
+        _check_own_listener(children[0], port)
         if not args.insecure:
             print(f"registered {_register_clients(args.certs, env)} client keys", file=sys.stderr)
         print(f"fedrec server listening on {host}:{port}; waiting for clients", file=sys.stderr)
@@ -181,9 +225,9 @@ def run(args: argparse.Namespace) -> int:
                   "--run-config", f"fedrec-run='{state_dir / 'run.json'}'"]
         children.append(processes.start(submit, env=env, capture=True))
         status = _run_status(_stream(children[-1]), env)
-    except KeyboardInterrupt:
-        print("fedrec server: stopping", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        print("fedrec server: interrupted; stopped the SuperLink and its runs", file=sys.stderr)
+        return processes.exit_code(exc)
     finally:
         for child in reversed(children):
             processes.stop(child)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from collections.abc import Callable
 
 import numpy as np
 from flwr.serverapp import Grid
+from flwr.superlink.grid.inmemory_grid import InMemoryGrid
 
 from fedrec.server.aggregation import PlainSum, SumResult, VectorSum
 from fedrec.server.state import Checkpoint, Saved
@@ -18,18 +20,29 @@ from fedrec.shared.errors import FedrecError
 
 log = logging.getLogger("fedrec.server")
 NODE_WAIT_SECONDS = 120.0
+SIMULATION_SETTLE_SECONDS = 1.0  # simulated nodes are registered together; a second with no change means all
 
 
 def wait_for_nodes(grid: Grid, wanted: int, timeout: float = NODE_WAIT_SECONDS) -> list[int]:
-    """In deployment clients connect over time; start once `wanted` are there."""
+    """In deployment clients connect over time; start once `wanted` are there. In a simulation the
+    federation's nodes are all registered at its start and no more will come: use the nodes it has."""
+    simulated = isinstance(grid, InMemoryGrid)
     deadline = time.monotonic() + timeout
+    seen, settled_at = -1, time.monotonic()
     while True:
         nodes = sorted(grid.get_node_ids())
         if len(nodes) >= wanted:
             return nodes
+        if len(nodes) != seen:
+            seen, settled_at = len(nodes), time.monotonic()
+        if simulated and nodes and time.monotonic() - settled_at > SIMULATION_SETTLE_SECONDS:
+            log.warning("the simulation federation has %d nodes, not federated.num_clients = %d: training with %d "
+                        "(resize it with `flwr federation simulation-config <federation> <superlink> "
+                        "--num-supernodes %d`)", len(nodes), wanted, len(nodes), wanted)
+            return nodes
         if time.monotonic() > deadline:
             raise FedrecError(f"only {len(nodes)} of {wanted} clients connected within {timeout:g} s")
-        time.sleep(0.5)
+        time.sleep(0.1 if simulated else 0.5)
 
 
 def sample_nodes(nodes: list[int], config: FedrecConfig, round_number: int) -> list[int]:
@@ -72,6 +85,7 @@ def run_federation(
     resume: bool = False,
     n_users: int | None = None,
     on_sum: Callable[[str, dict, SumResult], None] | None = None,
+    run_id: str | None = None,
 ) -> dict:
     """Train for `federated.rounds` rounds; returns the results (final metrics and per-round history).
 
@@ -88,7 +102,10 @@ def run_federation(
     if on_sum is not None:  # an observer of every decoded sum (what the server holds), e.g. `fedrec audit`
         aggregator = _Observed(aggregator, on_sum)
     # Every task message carries the settings clients must follow and, in deployment, the item catalogue.
-    common = {protocol.SETTINGS: config.model_dump_json(include={"model", "federated", "eval", "dp"})}
+    # The run identity lets a client tell this run (and its resumption) from any other: its saved user state
+    # belongs to one run only.
+    common = {protocol.SETTINGS: config.model_dump_json(include={"model", "federated", "eval", "dp"}),
+              protocol.RUN_ID: run_id or secrets.token_hex(8), protocol.RESUMED: bool(resume)}
     if catalogue is not None:
         common[protocol.ITEMS] = list(catalogue)
     releases: dict[str, int] = {}

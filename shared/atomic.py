@@ -41,16 +41,47 @@ def write_bytes(path: Path, data: bytes, mode: int | None = None) -> None:
         raise
 
 
+def write_files(files: dict[Path, bytes]) -> None:
+    """Several outputs together: every file is written to a temporary beside its target first, and only
+    when all of them are written are they renamed into place, so a failure leaves none of them changed."""
+    temporaries: list[tuple[str, Path]] = []
+    try:
+        for path, data in files.items():
+            path = Path(path)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+                temporaries.append((temporary, path))
+                with os.fdopen(handle, "wb") as stream:
+                    stream.write(data)
+                os.chmod(temporary, _default_mode())
+            except OSError as exc:
+                raise FedrecError(f"cannot write {path}: {exc.strerror}; no output was written") from None
+        for temporary, path in temporaries:
+            os.replace(temporary, path)
+    finally:
+        for temporary, _ in temporaries:
+            Path(temporary).unlink(missing_ok=True)
+
+
+def npz_bytes(**arrays: Any) -> bytes:
+    stream = io.BytesIO()
+    np.savez(stream, **arrays)
+    return stream.getvalue()
+
+
+def json_bytes(payload: Any) -> bytes:
+    return (json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n").encode("utf-8")
+
+
 def write_text(path: Path, text: str, mode: int | None = None) -> None:
     write_bytes(path, text.encode("utf-8"), mode)
 
 
 def write_npz(path: Path, mode: int | None = None, **arrays: Any) -> None:
     """numpy arrays in one .npz file, written atomically."""
-    stream = io.BytesIO()
-    np.savez(stream, **arrays)
-    write_bytes(path, stream.getvalue(), mode)
+    write_bytes(path, npz_bytes(**arrays), mode)
 
 
 def write_json(path: Path, payload: Any) -> None:
-    write_text(path, json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
+    write_bytes(path, json_bytes(payload))

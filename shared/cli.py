@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import threading
 import tomllib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from fedrec.shared import processes
 from fedrec.shared.config import FedrecConfig, load_config
 from fedrec.shared.errors import ConfigError, FedrecError
 
@@ -110,17 +113,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _stop_now(code: int) -> None:
+    """After an interrupt: stop Ray if this process started it, and if a worker thread would keep the
+    process alive (Flower's simulation runs the ServerApp in a non-daemon thread that keeps training and
+    sleeping), exit at once. Outputs are written atomically, so nothing is left half-written."""
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
+    if any(thread.is_alive() and not thread.daemon for thread in threading.enumerate()
+           if thread is not threading.main_thread()):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    processes.handle_sigterm()
     try:
         return int(args.handler(args) or 0)
     except FedrecError as exc:
         print(f"fedrec: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("fedrec: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        code = processes.exit_code(exc)
+        print(f"fedrec: interrupted ({'SIGTERM' if code == 143 else 'Ctrl-C'}); stopped", file=sys.stderr)
+        _stop_now(code)
+        return code
 
 
 if __name__ == "__main__":

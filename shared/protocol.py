@@ -19,6 +19,11 @@ SETTINGS = "settings"
 """Config field: JSON of the server's model, federated and eval settings, which every client follows."""
 ITEMS = "items"
 """Config field (deployment): the public item catalogue, so that every client codes items the same way."""
+RUN_ID = "run-id"
+"""Config field: the identity of the training run (stable across a server's --resume), so a client keeps its
+users' state only within one run."""
+RESUMED = "resumed"
+"""Config field: True when the server resumed this run from its checkpoint."""
 
 # Node-config keys of a deployed client (set by `fedrec client`); in simulation Flower's partition keys are used.
 NODE_DATA_FILE, NODE_TEST_FILE, NODE_STATE_DIR = "data-file", "test-file", "state-dir"

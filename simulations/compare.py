@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fedrec.shared import atomic, cli
+from fedrec.shared import atomic, cli, preflight
 from fedrec.shared.config import FedrecConfig
 from fedrec.shared.data.load import load_train_test
 from fedrec.shared.data.ratings import Ratings
@@ -217,6 +217,7 @@ def compare(config: FedrecConfig, out_dir: Path, repeats: int = 1, per_user: boo
         raise ConfigError(f"compare reports @10 metrics: eval.top_k must be 10 (got {config.eval.top_k})")
     check_out_dir(out_dir)
     train, test = load_train_test(config)
+    preflight.check_federation(config.federated, train.n_users)
     config = _with(config, train__epochs=config.federated.rounds)  # one full-batch step per epoch = one per round
     source = config.data.dataset if config.data.train is None else f"train={config.data.train} test={config.data.test}"
     _say(f"[compare] {source}: {len(train)} training and {len(test)} test ratings, {train.n_users} users, "

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fedrec.shared import atomic, cli
+from fedrec.shared import atomic, cli, preflight
 from fedrec.shared.config import FedrecConfig
 from fedrec.client.state import STATE_FILE
 from fedrec.shared.data.load import load_train_test
@@ -134,8 +134,13 @@ def prepare_client_state(root: Path, num_clients: int, factors: int) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = cli.config_from_args(args)
+    # Everything that can fail is checked before Ray starts: outputs, data, client counts.
+    if args.json is not None:
+        preflight.check_writable(args.json, "--json")
+    preflight.check_writable(args.model_out, "--model-out")
     train, test = load_train_test(config)
     fed = config.federated
+    preflight.check_federation(fed, train.n_users)
     print(privacy_line(config, train.n_items, train.n_users), file=sys.stderr)
     print(f"{len(train)} training and {len(test)} test ratings, {train.n_users} users, {train.n_items} items; "
           f"{fed.num_clients} clients, {fed.rounds} rounds, {'secure' if fed.secure else 'plain'} aggregation",
@@ -144,7 +149,11 @@ def run(args: argparse.Namespace) -> int:
         prepare_client_state(args.client_state_dir, fed.num_clients, config.model.factors)
     result = simulate(config, _print_round, n_items=train.n_items, client_state_dir=args.client_state_dir)
     item = result.pop("item_model")
-    atomic.write_npz(args.model_out, q=item["q"], bi=item["bi"], mu=np.float64(item["mu"]))
+    outputs = {args.model_out: atomic.npz_bytes(q=item["q"], bi=item["bi"], mu=np.float64(item["mu"]))}
+    if args.json is not None:
+        outputs[args.json] = atomic.json_bytes({**result, "n_train": len(train), "n_test": len(test),
+                                                "config": config.model_dump(mode="json")})
+    atomic.write_files(outputs)  # both or neither
     k = config.eval.top_k
     ndcg = result.get(f"ndcg@{k}")
     ndcg_text = f"NDCG@{k} {ndcg:.4f}" if ndcg is not None else f"NDCG@{k} - (not released under DP)"
@@ -154,21 +163,12 @@ def run(args: argparse.Namespace) -> int:
     if args.client_state_dir is not None:
         print(f"each client's state and final model: {args.client_state_dir}/client-K/ "
               f"(serve one with `fedrec serve --state-dir {args.client_state_dir}/client-0`)")
-    if args.json is not None:
-        atomic.write_json(args.json, {**result, "n_train": len(train), "n_test": len(test),
-                                      "config": config.model_dump(mode="json")})
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m simulations.run", description=__doc__)
-    register(parser)
-    args = parser.parse_args(argv)
-    try:
-        return args.handler(args)
-    except FedrecError as exc:
-        print(f"fedrec: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+    """The same as `fedrec simulate` (errors, Ctrl-C and SIGTERM handled by the one CLI)."""
+    return cli.main(["simulate", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

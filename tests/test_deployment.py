@@ -40,20 +40,24 @@ class Deployment:
         self.root, self.tmp, self.port = root, tmp, processes.free_port()
         self.children: dict[str, subprocess.Popen] = {}
 
+    def server_command(self, *extra: str, port: int | None = None, state: str = "state") -> list[str]:
+        return fedrec("server", "--address", f"127.0.0.1:{port or self.port}", "--items", self.root / "data/items.txt",
+                      "--state-dir", self.tmp / state, "--json", self.tmp / "result.json",
+                      "--certs", self.root / "certs", "--factors", "4", "--timeout", "30", *extra)
+
     def server(self, *extra: str, name: str = "server") -> subprocess.Popen:
-        command = fedrec("server", "--address", f"127.0.0.1:{self.port}", "--items", self.root / "data/items.txt",
-                         "--state-dir", self.tmp / "state", "--json", self.tmp / "result.json",
-                         "--certs", self.root / "certs", "--factors", "4", "--timeout", "30", *extra)
-        self.children[name] = processes.start(command, log_file=self.tmp / f"{name}.log")
+        self.children[name] = processes.start(self.server_command(*extra), log_file=self.tmp / f"{name}.log")
         return self.children[name]
 
-    def client(self, k: int, key: Path | None = None, extra: tuple[str, ...] = ()) -> subprocess.Popen:
+    def client(self, k: int, key: Path | None = None, name: str | None = None, insecure: bool = False,
+               extra: tuple[str, ...] = ()) -> subprocess.Popen:
         data = self.root / f"data/client-{k}"
+        name = name or f"client-{k}"
+        security = ["--insecure"] if insecure else ["--certs", self.root / "certs", "--key", key or self.root / f"certs/client-{k}.key"]
         command = fedrec("client", "--server", f"127.0.0.1:{self.port}", "--data", data / "train.csv",
-                         "--test", data / "test.csv", "--state-dir", self.tmp / f"client-{k}-state",
-                         "--certs", self.root / "certs", "--key", key or self.root / f"certs/client-{k}.key", *extra)
-        self.children[f"client-{k}"] = processes.start(command, log_file=self.tmp / f"client-{k}.log")
-        return self.children[f"client-{k}"]
+                         "--test", data / "test.csv", "--state-dir", self.tmp / f"{name}-state", *security, *extra)
+        self.children[name] = processes.start(command, log_file=self.tmp / f"{name}.log")
+        return self.children[name]
 
     def wait_for(self, text: str, name: str = "server", timeout: float = RUN_TIMEOUT) -> None:
         deadline = time.monotonic() + timeout
@@ -116,7 +120,10 @@ def test_killed_client_and_killed_server_the_run_still_finishes_without_gaps(dep
     assert 0.5 < result["rmse"] < 1.5
 
 
-def test_unknown_client_is_refused(deployment, setup, tmp_path):
+def test_clients_that_cannot_take_part_exit_2_with_the_reason(deployment, setup, tmp_path):
+    """An unregistered key, a plain-text client against a TLS server, and a client whose server was replaced
+    (HTTP 401): each exits 2 with one line saying why (before: a vague "could not establish a connection",
+    endless retries with no hint, and a traceback with exit 0)."""
     from fedrec.shared.certs import client_key_pair
 
     private, _ = client_key_pair("stranger")
@@ -125,9 +132,23 @@ def test_unknown_client_is_refused(deployment, setup, tmp_path):
     key.chmod(0o600)
     deployment.server("--rounds", "1", "--min-clients", "1")
     deployment.wait_for("waiting for clients", timeout=60)
-    stranger = deployment.client(0, key=key)
-    assert stranger.wait(timeout=90) != 0
-    assert "error" in deployment.log("client-0").lower()
+    stranger = deployment.client(0, key=key, name="stranger")
+    plain = deployment.client(1, insecure=True, name="plain")
+    assert stranger.wait(timeout=90) == 2
+    assert plain.wait(timeout=30) == 2
+    assert f"fedrec: error: the server at 127.0.0.1:{deployment.port} refused this client: its key {key} is not registered" \
+        in deployment.log("stranger")
+    assert "uses TLS, but this client was started with --insecure" in deployment.log("plain")
+    assert "Traceback" not in deployment.log("stranger") + deployment.log("plain")
+
+    member = deployment.client(0, name="member")
+    deployment.wait_for("SuperNode ID", name="member", timeout=60)  # activated on this server
+    processes.stop(deployment.children["server"], grace=5.0)
+    replacement = processes.start(deployment.server_command("--rounds", "1", "--min-clients", "1", state="other"),
+                                  log_file=tmp_path / "replacement.log")
+    deployment.children["replacement"] = replacement
+    assert member.wait(timeout=90) == 2, deployment.log("member")[-2000:]
+    assert "no longer accepts this client (its heartbeat was refused, HTTP 401)" in deployment.log("member")
 
 
 def test_client_with_a_malformed_file_refuses_to_start(setup, tmp_path):
@@ -140,29 +161,51 @@ def test_client_with_a_malformed_file_refuses_to_start(setup, tmp_path):
     assert "Traceback" not in done.stderr
 
 
-def test_sigterm_on_the_server_stops_everything_it_started(deployment):
+def leftovers(*marks: str) -> list[str]:
+    """Command lines of live processes that mention any of `marks` (a state folder, a port)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                continue
+        except (OSError, IndexError):
+            continue
+        if any(mark in command for mark in marks):
+            found.append(command)
+    return found
+
+
+def test_one_server_per_state_folder_and_port_and_sigterm_stops_everything(deployment):
+    """A second server on the same state folder and a third on the same port are refused at once (before:
+    both started, and the third submitted its run to the first one's SuperLink); SIGTERM on the first
+    stops it with 143 and leaves no SuperLink, `flwr run` or flwr-serverapp behind, and frees the lock."""
     import os
     import signal
 
+    from fedrec.shared.locks import FolderLock
+
     server = deployment.server("--rounds", "1", "--min-clients", "1")
     deployment.wait_for("waiting for clients", timeout=60)
-    os.kill(server.pid, signal.SIGTERM)  # the server process alone, as a user's `kill` would
-    assert server.wait(timeout=30) != 0
     state = str(deployment.tmp / "state")
+    same_folder = subprocess.run(deployment.server_command(port=processes.free_port()), capture_output=True, text=True, timeout=60)
+    assert same_folder.returncode == 2, same_folder.stderr
+    assert f"fedrec: error: {state} is in use by another fedrec server (pid {server.pid})" in same_folder.stderr
+    same_port = subprocess.run(deployment.server_command(state="other"), capture_output=True, text=True, timeout=60)
+    assert same_port.returncode == 2, same_port.stderr
+    assert f"--address 127.0.0.1:{deployment.port}: the port is already in use" in same_port.stderr
+    assert not (deployment.tmp / "other").exists()  # refused before doing anything
+    assert "Traceback" not in same_folder.stderr + same_port.stderr
 
-    def leftovers() -> list[str]:  # any process started for this server (SuperLink, flwr run, serverapp)
-        found = []
-        for entry in Path("/proc").iterdir():
-            try:
-                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                continue
-            if state in command or f"--port {deployment.port}" in command:
-                found.append(command)
-        return found
-
+    family = processes.descendants(server.pid)  # SuperLink, `flwr run`, flwr-serverapp, ...
+    assert family
+    os.kill(server.pid, signal.SIGTERM)  # the server process alone, as a user's `kill` would
+    assert server.wait(timeout=30) == 128 + signal.SIGTERM
     deadline = time.monotonic() + 15
-    while leftovers() and time.monotonic() < deadline:
+    while (leftovers(state, f"--port {deployment.port}") or any(processes.alive(pid) for pid in family)) \
+            and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert not leftovers()
+    assert not leftovers(state, f"--port {deployment.port}")
+    assert not [pid for pid in family if processes.alive(pid)]
     assert processes.wait_for_port("127.0.0.1", deployment.port, timeout=1) is False
+    FolderLock(deployment.tmp / "state", "test").acquire().release()  # the lock went with the process

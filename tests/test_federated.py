@@ -12,6 +12,7 @@ from fedrec.shared.data.load import load_train_test
 from fedrec.shared.data.partition import partition_users
 from fedrec.shared.federated import ClientData, ClientTrainer, eval_length, stats_length, train_length
 from fedrec.shared.train import ITEM_STREAM, fit, init_rng
+from fedrec.client.state import UserStateStore
 from tests.fakegrid import FakeGrid, node_ids
 
 SMALL = {
@@ -74,7 +75,7 @@ def test_only_sums_reach_the_server():
         assert vector.shape[0] in layouts  # independent of how many users or ratings the client holds
     # The user factors stay in the clients' own state.
     for context in grid.contexts.values():
-        p = context.state.array_records["fedrec.user-state"]["p"].numpy()
+        p = UserStateStore(context, None, None).latest()["p"]
         for reply in grid.received:
             vector = reply.content.array_records[protocol.REPLY]["vector"].numpy()
             assert not np.isin(p.astype(np.float64).ravel()[:20], vector).any()

@@ -10,7 +10,7 @@ import numpy as np
 from fedrec.shared import atomic
 from fedrec.shared.config import FedrecConfig
 from fedrec.shared.data import datasets, synthetic
-from fedrec.shared.data.ratings import Ratings, encode
+from fedrec.shared.data.ratings import Ratings
 from fedrec.shared.data.reader import RawTable, ValidationReport, read_ratings_file
 from fedrec.shared.data.split import split
 from fedrec.shared.errors import DataError
@@ -18,8 +18,16 @@ from fedrec.shared.errors import DataError
 DEFAULT_CSV_SCALE = (1.0, 5.0)
 
 
+def _shared_codes(vocabs: list[np.ndarray], codes: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """One sorted id space for several tables' own vocabularies (the ids as np.unique would order them)."""
+    ids = np.unique(np.concatenate(vocabs)) if vocabs else np.zeros(0, dtype=str)
+    return ids.astype(str), [np.searchsorted(ids, vocab).astype(np.int64)[code] for vocab, code in zip(vocabs, codes)]
+
+
 def _to_ratings(tables: list[RawTable], rating_min: float, rating_max: float) -> list[Ratings]:
-    user_ids, item_ids, users, items = encode([t.users for t in tables], [t.items for t in tables])
+    # Codes are remapped, never expanded to one id string per rating (that would cost more than the ratings).
+    user_ids, users = _shared_codes([t.user_vocab for t in tables], [t.user_codes for t in tables])
+    item_ids, items = _shared_codes([t.item_vocab for t in tables], [t.item_codes for t in tables])
     return [
         Ratings(u, i, t.values, t.timestamps, user_ids, item_ids, rating_min, rating_max)
         for t, u, i in zip(tables, users, items)
