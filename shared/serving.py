@@ -66,36 +66,3 @@ def load_recommender(state_dir: Path, feedback: list[tuple] = ()) -> Recommender
         keep = ~np.isin(items, list(changes))
         ratings[user] = (np.append(items[keep], list(changes)).astype(np.int64), np.append(values[keep], list(changes.values())))
     return Recommender(model, ratings)
-
-
-def _per_user(key: str) -> bool:
-    return key in ("p", "bu") or key.startswith(("opt.p.", "opt.bu."))
-
-
-def align_user_state(state: dict[str, np.ndarray] | None, user_ids: np.ndarray, factors: int, init_std: float,
-                     rng: np.random.Generator) -> dict[str, np.ndarray] | None:
-    """Saved user-side rows moved to the current users' order (feedback can add users, which renumbers
-    them); new users get fresh factors and zero optimizer state. States saved without ids are kept as is."""
-    if state is None or "user_ids" not in state:
-        return state
-    saved_ids = state.pop("user_ids").astype(str)
-    if state["p"].ndim != 2 or state["p"].shape[1] != factors:
-        raise FedrecError(f"the saved user factors have {state['p'].shape[-1]} factors, this run has {factors}: "
-                          "use a fresh state folder for a model of another size")
-    user_ids = np.asarray(user_ids, dtype=str)
-    if len(saved_ids) == len(user_ids) and np.array_equal(saved_ids, user_ids):
-        return state
-    position = {user: k for k, user in enumerate(saved_ids.tolist())}
-    source = np.array([position.get(user, -1) for user in user_ids.tolist()], dtype=np.int64)
-    found = source >= 0
-    aligned = {}
-    for key, value in state.items():
-        if not _per_user(key):
-            aligned[key] = value
-            continue
-        rows = np.zeros((len(user_ids), *value.shape[1:]), dtype=value.dtype)
-        rows[found] = value[source[found]]
-        if key == "p":
-            rows[~found] = (rng.standard_normal((int((~found).sum()), factors)) * init_std).astype(value.dtype)
-        aligned[key] = rows
-    return aligned

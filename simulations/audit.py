@@ -92,7 +92,6 @@ def run_mode(config: FedrecConfig, mode: str, num_clients: int, dropout_every: i
     from fedrec.server.inprocess import InProcessGrid
 
     cfg = _mode_config(config, mode, num_clients, sampled)
-    rng = np.random.default_rng(np.random.SeedSequence([config.federated.seed, 0xA0D1]))
     held: dict = {"rounds": [], "sums": []}
 
     def observe(group: str, task: dict, result) -> None:

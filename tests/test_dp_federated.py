@@ -13,7 +13,6 @@ from fedrec.shared.data.ratings import Ratings
 from fedrec.shared.errors import FedrecError
 from fedrec.shared.federated import ClientData, ClientTrainer
 from tests import test_curious_server as curious
-from tests.conftest import make_ratings
 from tests.fakegrid import FakeGrid
 
 N_ITEMS = 120

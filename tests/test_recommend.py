@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 
 from fedrec.shared import mf
-from fedrec.shared.errors import DataError, FedrecError
+from fedrec.shared.errors import DataError
 from fedrec.shared.feedback import FeedbackStore, read_feedback, with_feedback
 from fedrec.shared.recommend import ItemModel, Recommender, contributions, event_rating, explain, fold_in, top_n
-from fedrec.shared.serving import align_user_state
 from tests.conftest import make_ratings
 
 
@@ -104,13 +103,3 @@ def test_stored_feedback_goes_through_the_ratings_validation(tmp_path):
         read_feedback(tmp_path, 1.0, 5.0, "fail")
 
 
-def test_user_state_is_realigned_by_user_id():
-    rng = np.random.default_rng(0)
-    state = {"p": np.arange(6, dtype=np.float32).reshape(3, 2), "bu": np.array([1, 2, 3], np.float32),
-             "opt.p.m": np.ones((3, 2), np.float32), "opt.t": np.array([4]), "user_ids": np.array(["a", "b", "c"])}
-    aligned = align_user_state(dict(state), np.array(["a", "c", "d"]), 2, 0.1, rng)
-    assert aligned["p"][:2].tolist() == [[0, 1], [4, 5]] and aligned["bu"].tolist() == [1, 3, 0]
-    assert aligned["opt.p.m"][2].tolist() == [0, 0] and aligned["opt.t"].tolist() == [4]
-    assert np.abs(aligned["p"][2]).max() > 0  # a new user starts from random factors, like at the first round
-    with pytest.raises(FedrecError, match="2 factors, this run has 3"):
-        align_user_state(dict(state), np.array(["a"]), 3, 0.1, rng)

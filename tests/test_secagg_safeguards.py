@@ -146,7 +146,7 @@ def test_self_mask_protects_a_late_client_whose_mask_key_was_revealed():
     c.unmask()
     d = 6
     # What the server now holds: the reconstructed s key of the "dropped" client.
-    from fedrec.shared.secagg import reconstruct, shamir  # noqa: F401
+    from fedrec.shared.secagg import shamir
     pts, _ = c.server._collect()
     s_d = keys.private_from_raw(shamir.Combiner(c.server.plan.threshold).combine(sorted(pts[(d, "s")].items())))
     assert keys.public_raw(s_d) == s_pk[d]
