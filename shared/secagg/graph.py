@@ -39,21 +39,42 @@ def neighbours_of(u: int, cohort: list[int], p: float, seed: int) -> list[int]:
 
 
 def adjacency(cohort: list[int], p: float, seed: int) -> dict[int, list[int]]:
-    """Every member's neighbours (symmetric)."""
-    return {u: neighbours_of(u, cohort, p, seed) for u in cohort}
+    """Every member's neighbours (symmetric), all pairs hashed at once, a block of rows at a time."""
+    members = np.array(sorted(cohort), dtype=np.int64)
+    n = members.size
+    if p >= 1.0:
+        return {int(u): [int(v) for v in members if v != u] for u in members}
+    rows, cols = [], []
+    block = max(1, 4_000_000 // max(n, 1))  # bounds the memory of one block of pair hashes
+    for start in range(0, n, block):
+        i = np.arange(start, min(start + block, n))[:, None]
+        j = np.arange(n)[None, :]
+        upper = j > i  # each unordered pair once
+        ii, jj = np.broadcast_to(i, upper.shape)[upper], np.broadcast_to(j, upper.shape)[upper]
+        linked = _edge_uniform(seed, members[ii], members[jj]) < p
+        rows.append(ii[linked])
+        cols.append(jj[linked])
+    a, b = np.concatenate(rows), np.concatenate(cols)
+    src, dst = np.concatenate([a, b]), np.concatenate([b, a])
+    order = np.lexsort((dst, src))
+    src, dst = src[order], dst[order]
+    bounds = np.searchsorted(src, np.arange(n + 1))
+    return {int(members[k]): members[dst[bounds[k]:bounds[k + 1]]].tolist() for k in range(n)}
 
 
 def survivors_problem(graph: dict[int, list[int]], survivors: list[int], min_neighbours: int) -> str:
     """Why unmasking these survivors could reveal more than their total ("" when it cannot, by the graph):
     a survivor left with too few surviving neighbours, or survivors split into separately summable groups."""
-    alive = set(survivors)
-    thin = sorted(u for u in survivors if sum(v in alive for v in graph[u]) < min_neighbours)
+    index = {u: k for k, u in enumerate(survivors)}
+    rows = np.repeat(np.arange(len(survivors)), [len(graph[u]) for u in survivors])
+    cols = np.array([index.get(v, -1) for u in survivors for v in graph[u]], dtype=np.int64)
+    alive = cols >= 0
+    rows, cols = rows[alive], cols[alive]
+    degree = np.bincount(rows, minlength=len(survivors))
+    thin = [survivors[k] for k in np.flatnonzero(degree < min_neighbours)]
     if thin:
         return f"survivors {thin[:10]} kept fewer than {min_neighbours} surviving neighbours"
-    index = {u: k for k, u in enumerate(survivors)}
-    rows = [index[u] for u in survivors for v in graph[u] if v in alive]
-    cols = [index[v] for u in survivors for v in graph[u] if v in alive]
-    matrix = csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(survivors), len(survivors)))
+    matrix = csr_matrix((np.ones(rows.size), (rows, cols)), shape=(len(survivors), len(survivors)))
     parts, _ = connected_components(matrix, directed=False)
     if parts > 1:
         return f"the survivors' mask graph falls into {parts} separate groups"
