@@ -14,7 +14,6 @@ import numpy as np
 
 from fedrec.shared import atomic, cli, preflight
 from fedrec.shared.config import FedrecConfig
-from fedrec.client.state import STATE_FILE
 from fedrec.shared.data.load import load_train_test
 from fedrec.shared.dp.plan import privacy_line
 from fedrec.shared.errors import ConfigError, FedrecError
@@ -114,22 +113,15 @@ def _print_round(entry: dict) -> None:
           file=sys.stderr, flush=True)
 
 
-def prepare_client_state(root: Path, num_clients: int, factors: int) -> None:
-    """DIR/client-K/ for every simulated client; a folder left by a run of another model size is refused
-    here, before Ray starts (its saved factors could not continue)."""
+def prepare_client_state(root: Path, num_clients: int) -> None:
+    """DIR/client-K/ for every simulated client, made before Ray starts. Saved user state from another run
+    (or another model size) is not reused: the clients start those users fresh (client/state.py)."""
     for k in range(num_clients):
         folder = root / f"client-{k}"
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigError(f"--client-state-dir: cannot make {folder}: {exc.strerror}") from None
-        saved = folder / STATE_FILE
-        if saved.is_file():
-            with np.load(saved) as state:
-                kept = state["p"].shape[1] if "p" in state.files and state["p"].ndim == 2 else None
-            if kept != factors:
-                raise ConfigError(f"--client-state-dir: {saved} holds user factors of size {kept}, this run has "
-                                  f"{factors}: use another folder")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -146,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
           f"{fed.num_clients} clients, {fed.rounds} rounds, {'secure' if fed.secure else 'plain'} aggregation",
           file=sys.stderr)
     if args.client_state_dir is not None:
-        prepare_client_state(args.client_state_dir, fed.num_clients, config.model.factors)
+        prepare_client_state(args.client_state_dir, fed.num_clients)
     result = simulate(config, _print_round, n_items=train.n_items, client_state_dir=args.client_state_dir)
     item = result.pop("item_model")
     outputs = {args.model_out: atomic.npz_bytes(q=item["q"], bi=item["bi"], mu=np.float64(item["mu"]))}

@@ -10,6 +10,7 @@ import httpx
 import numpy as np
 import pytest
 
+from fedrec.client.state import UserStateStore
 from fedrec.shared import processes
 from fedrec.shared.feedback import FeedbackStore
 from tests.test_deployment import RUN_TIMEOUT, deployment, setup  # noqa: F401 (fixtures)
@@ -57,8 +58,8 @@ def test_simulated_clients_keep_the_final_model_and_train_on_stored_feedback(tmp
     users = ratings["user_ids"][ratings["users"]]
     assert ratings["values"][(users == "newcomer") & (ratings["items"] == 3)].tolist() == [5.0]
     assert ratings["values"][(users == old_user) & (ratings["items"] == int(old_item))].tolist() == [1.0]
-    state = load(client / "user-state.npz")
-    assert "newcomer" in state["user_ids"].tolist() and state["p"].shape[0] == len(state["user_ids"])
+    state, ids = UserStateStore(None, client, None).slots["now"]  # the state after the last round, by user id
+    assert "newcomer" in ids.tolist() and state["p"].shape[0] == len(ids)
     done = subprocess.run(fedrec("recommend", "--state-dir", client, "--user", "newcomer", "--json"),
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and '"items"' in done.stdout, done.stderr
@@ -70,11 +71,11 @@ def test_deployed_client_serves_the_final_model_beside_its_supernode(deployment,
     deployment.wait_for("waiting for clients", timeout=60)
     port = processes.free_port()
     for k in (1, 2):
-        deployment.client(k)
+        deployment.client(k, extra=("--allow-plain",))
     data = setup / "data/client-0"
     command = fedrec("client", "--server", f"127.0.0.1:{deployment.port}", "--data", data / "train.csv",
                      "--test", data / "test.csv", "--state-dir", tmp_path / "client-0-state", "--certs", setup / "certs",
-                     "--key", setup / "certs/client-0.key", "--serve", port)
+                     "--key", setup / "certs/client-0.key", "--serve", port, "--allow-plain")
     deployment.children["client-0"] = processes.start(command, log_file=tmp_path / "client-0.log")
     assert processes.wait_for_port("127.0.0.1", port, 60), deployment.log("client-0")
     early = httpx.get(f"http://127.0.0.1:{port}/healthz")
