@@ -11,7 +11,7 @@ from fedrec.shared.config import load_config
 from fedrec.shared.data.load import load_train_test
 from fedrec.shared.data.partition import partition_users
 from fedrec.shared.federated import ClientData, ClientTrainer, train_length
-from fedrec.shared.train import ITEM_STREAM, fit, init_rng
+from fedrec.shared.train import ITEM_STREAM, MFModel, evaluate, fit, init_rng
 from tests.fakegrid import FakeGrid, node_ids
 
 SMALL = {
@@ -53,6 +53,28 @@ def test_federated_full_batch_equals_centralised(optimizer):
     np.testing.assert_allclose(result["item_model"]["q"], central.item.q, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(result["item_model"]["bi"], central.item.bi, rtol=1e-4, atol=1e-6)
     assert result["item_model"]["mu"] == pytest.approx(train.values.mean())
+
+    # Federated evaluation (sums added over clients) equals centralised evaluation (shared/metrics.py on the
+    # pooled test set) of the same model: the server's item side with the user factors the clients kept.
+    _, test = load_train_test(config)
+    federated_p = np.zeros_like(p)
+    federated_bu = np.zeros(train.n_users, mf.FLOAT)
+    for client, node in enumerate(grid.node_ids):
+        users = np.flatnonzero(client_of_user == client)
+        state = grid.contexts[node].state.array_records["fedrec.user-state"]
+        federated_p[users], federated_bu[users] = state["p"].numpy(), state["bu"].numpy()
+    item_model = mf.ItemSide(result["item_model"]["q"], result["item_model"]["bi"], result["item_model"]["mu"])
+    model = MFModel(mf.UserSide(federated_p, federated_bu), item_model, central.user_counts, central.item_counts,
+                    train.rating_min, train.rating_max)
+    pooled = evaluate(model, train, test, config.eval)
+    metric_names = ("rmse", "mae", "ndcg@10", "recall@10", "precision@10", "coverage", "n_test", "n_ranked_users")
+    assert {key: result[key] for key in metric_names} == pytest.approx({key: pooled[key] for key in metric_names}, rel=1e-9)
+    assert result["rmse"] != pytest.approx(result["mae"], rel=1e-3)  # swapped error sums could not pass
+    assert result["n_ranked_users"] > 20 and 0 < result["recall@10"] < 1 and 0 < result["ndcg@10"] < 1
+    # ... and the centrally trained model scores the same (it is the same model, up to float rounding).
+    reference = evaluate(central, train, test, config.eval)
+    for key in ("rmse", "mae", "ndcg@10", "recall@10"):
+        assert result[key] == pytest.approx(reference[key], rel=1e-4, abs=1e-6), key
 
 
 def test_only_sums_reach_the_server():
