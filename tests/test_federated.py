@@ -156,6 +156,61 @@ def test_malformed_client_vector_is_rejected_not_summed():
     assert any("shape" in f for f in result["history"][0]["failures"])
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_a_non_finite_client_vector_is_rejected_and_the_round_is_the_sum_of_the_others(bad):
+    """One client's train vector holds a NaN (or inf): it is left out, so the item side equals that of a round
+    in which that client did not answer, instead of a model poisoned with NaN."""
+    config = small_config(**{"federated.rounds": 1})
+    grid = FakeGrid(config, 4)
+    original, liar = grid.app, node_ids(4)[2]
+
+    def corrupting(message, context):
+        reply = original(message, context)
+        settings = message.content.config_records[protocol.CONFIG]
+        if context.node_id == liar and settings["task"] == protocol.TASK_TRAIN and settings["round"] == 1:
+            vector = reply.content.array_records[protocol.REPLY]["vector"].numpy().copy()
+            vector[len(vector) // 2] = bad
+            from flwr.app import Array, ArrayRecord
+
+            reply.content.array_records[protocol.REPLY] = ArrayRecord({"vector": Array(vector)})
+        return reply
+
+    grid.app = corrupting
+    result = run_federation(grid, config, n_items=150)
+    reference = run_federation(FakeGrid(config, 4, fail={liar: {"plain@1"}}), config, n_items=150)
+    assert [entry["clients"] for entry in result["history"]] == [3]
+    assert any(str(liar) in f and "NaN or infinite" in f for f in result["history"][0]["failures"])
+    assert np.isfinite(result["item_model"]["q"]).all() and np.isfinite(result["rmse"])
+    np.testing.assert_array_equal(result["item_model"]["q"], reference["item_model"]["q"])
+    assert result["history"][0]["train_rmse"] == reference["history"][0]["train_rmse"]
+
+
+def test_client_sampling_varies_between_rounds_and_follows_the_seed():
+    """clients_per_round = 2 of 6: each round trains the sampled pair (only they are asked), the pairs differ
+    between rounds, the same seed gives the same pairs and another seed other pairs."""
+
+    def trained_pairs(seed: int) -> list[tuple[int, ...]]:
+        config = small_config(**{"federated.num_clients": 6, "federated.clients_per_round": 2, "federated.rounds": 6,
+                                 "federated.eval_every": 6, "federated.seed": seed})
+        grid = FakeGrid(config, 6)
+        result = run_federation(grid, config, n_items=150)
+        pairs = []
+        for round_number in range(1, 7):
+            asked = {m.metadata.dst_node_id for m in grid.sent
+                     if m.content.config_records[protocol.CONFIG]["task"] == protocol.TASK_TRAIN
+                     and m.content.config_records[protocol.CONFIG]["round"] == round_number}
+            pairs.append(tuple(sorted(asked)))
+        assert [entry["clients"] for entry in result["history"]] == [2] * 6
+        return pairs
+
+    pairs = trained_pairs(0)
+    assert all(len(pair) == 2 for pair in pairs)
+    assert len(set(pairs)) >= 3  # not one fixed pair (15 pairs possible)
+    assert len({node for pair in pairs for node in pair}) >= 4
+    assert trained_pairs(0) == pairs
+    assert trained_pairs(1) != pairs
+
+
 @pytest.mark.flower
 def test_flower_simulation_engine_end_to_end(tmp_path):
     """The real simulation engine (Ray), a few clients, two rounds, through the command line."""
