@@ -61,16 +61,17 @@ def supernode_command(args: argparse.Namespace, state_dir: Path, config) -> list
 
 
 def run(args: argparse.Namespace) -> int:
+    cli.parse_address(args.server, "--server")  # a typo here would otherwise leave the SuperNode retrying forever
     config = cli.config_from_args(args)
     # Validate before joining: a client with bad data never takes part (read_files raises a DataError).
     tables = read_files([args.data] + ([args.test] if args.test else []), config)
     print(f"{args.data}: {len(tables[0])} valid ratings of {tables[0].n_users} users", file=sys.stderr)
     state_dir = args.state_dir or args.data.with_name(args.data.name + ".fedrec-state")
+    command = supernode_command(args, state_dir, config)  # checks --certs/--key before anything is created
     state_dir.mkdir(parents=True, exist_ok=True)
     if args.insecure:
         print("fedrec client: WARNING: --insecure: traffic is plain text and the server is not authenticated",
               file=sys.stderr)
-    command = supernode_command(args, state_dir, config)
     env = {**os.environ, "FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1"}
     node = processes.start(command, env=env)
     signal.signal(signal.SIGTERM, processes.interrupt)

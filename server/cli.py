@@ -17,6 +17,7 @@ from fedrec.shared.errors import ConfigError, FedrecError
 from fedrec.server.state import Checkpoint
 
 CONNECTION = "fedrec"
+CERT_FILES = ("ca.crt", "server.pem", "server.key", "client-public-keys.csv")  # what the SuperLink reads from --certs
 APP_PYPROJECT = """[build-system]
 requires = ["setuptools"]
 build-backend = "setuptools.build_meta"
@@ -76,10 +77,7 @@ def read_catalogue(path: Path) -> list[str]:
 
 
 def parse_address(address: str) -> tuple[str, int]:
-    host, _, port = address.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"--address {address!r}: expected HOST:PORT, e.g. 127.0.0.1:9092")
-    return host, int(port)
+    return cli.parse_address(address, "--address")
 
 
 def _flwr(args: list[str], env: dict, timeout: float = 120.0) -> subprocess.CompletedProcess:
@@ -127,13 +125,17 @@ def _stream(process: subprocess.Popen) -> str | None:
 def _prepare(args: argparse.Namespace, host: str, port: int) -> tuple[dict, Path, Path]:
     config = cli.config_from_args(args)
     catalogue = read_catalogue(args.items)
+    if not args.insecure:
+        for name in CERT_FILES:
+            if not (args.certs / name).is_file():
+                raise ConfigError(f"--certs: {args.certs / name} not found (make the files with `fedrec certs --out {args.certs}`)")
     state_dir = args.state_dir.resolve()
-    state_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = Checkpoint(state_dir)
     if checkpoint.exists() and not args.resume:
         raise ConfigError(f"{state_dir} holds an earlier run: pass --resume to continue it, or choose another --state-dir")
     if args.resume and not checkpoint.exists():
         raise ConfigError(f"--resume: {state_dir} holds no checkpoint to resume from")
+    state_dir.mkdir(parents=True, exist_ok=True)  # only once the input is known to be good
     json_out = (args.json or state_dir / "results.json").resolve()
     atomic.write_json(state_dir / "catalogue.json", catalogue)
     spec = {"config": config.model_dump(mode="json"), "catalogue": str(state_dir / "catalogue.json"),
