@@ -149,12 +149,12 @@ def test_evaluation_vector_matches_the_metrics_of_the_clients_model():
     trainer.user.p[:] = np.random.default_rng(2).normal(0, 1, trainer.user.p.shape)
     trainer.user.bu[:] = [0.5, -0.5, 0.2, 0.1, 0.8, 3.0]  # user 5's bias must not be used: it has no training rating
     item = mf.ItemSide(np.random.default_rng(3).normal(0, 1, (5, 3)).astype(np.float32),
-                       np.array([1.5, -1.0, 0.5, 2.0, 0.0], np.float32), 3.5)  # large enough to leave the 1..5 scale
+                       np.array([1.5, -6.0, 0.5, 4.0, 0.0], np.float32), 3.5)  # large enough to leave the 1..5 scale
     known = np.array([True, True, True, True, False])
     vector = trainer.evaluate(item, known)
     user_known = np.array([True, True, True, True, True, False])
     predictions = mf.predict(trainer.user, item, test.users, test.items, user_known, known, 1.0, 5.0)
-    assert predictions.max() == 5.0 or predictions.min() == 1.0  # the clipping matters for this model
+    assert predictions.max() == 5.0 and predictions.min() == 1.0  # clipping at both ends matters for this model
     errors = metrics.error_sums(predictions, test.values)
     ranking, recommended = metrics.ranking_sums(trainer.user, item, train.users, train.items, test.users, test.items,
                                                 test.values, candidate_items=known, k=2, relevant_threshold=3.0)
