@@ -9,6 +9,7 @@ from fedrec.server.federation import run_federation
 from fedrec.shared import mf, protocol
 from fedrec.shared.config import load_config
 from fedrec.shared.data.load import load_train_test
+from fedrec.shared.errors import FedrecError
 from fedrec.shared.data.partition import partition_users
 from fedrec.shared.federated import ClientData, ClientTrainer, train_length
 from fedrec.shared.train import ITEM_STREAM, MFModel, evaluate, fit, global_mean_reference, init_rng
@@ -242,3 +243,99 @@ def test_flower_simulation_engine_end_to_end(tmp_path):
     np.testing.assert_allclose(saved["q"], in_process["item_model"]["q"], rtol=1e-5, atol=1e-7)
     train, test = load_train_test(config)
     assert result["rmse"] < global_mean_reference(train, test, config.eval)["rmse"] - 0.02
+
+
+def test_sampled_rounds_are_evaluated_on_every_client_at_the_models_of_those_rounds():
+    """2 of 4 clients train each round, so evaluation is its own exchange with all clients: the RMSE recorded
+    for round m equals the final RMSE of the same run stopped after m rounds; rounds not due have none."""
+    overrides = {"federated.clients_per_round": 2, "federated.eval_every": 2}
+    config = small_config(**overrides, **{"federated.rounds": 3})
+    grid = FakeGrid(config, 4)
+    result = run_federation(grid, config, n_items=150)
+    assert "rmse" not in result["history"][0] and "rmse" in result["history"][1] and "rmse" in result["history"][2]
+    for rounds in (2, 3):
+        short = small_config(**overrides, **{"federated.rounds": rounds})
+        alone = run_federation(FakeGrid(short, 4), short, n_items=150)
+        assert result["history"][rounds - 1]["rmse"] == alone["rmse"]
+        assert result["history"][rounds - 1]["mae"] == alone["mae"]
+    evaluations = [m for m in grid.sent if m.content.config_records[protocol.CONFIG]["task"] == protocol.TASK_EVALUATE]
+    assert sorted(m.metadata.dst_node_id for m in evaluations) == sorted(node_ids(4) * 2)  # rounds 2 and 3, everyone
+
+
+def test_clients_follow_the_servers_settings_not_their_own():
+    """Deployed clients do not know the run's configuration: model, federated and eval settings come with every
+    message. Clients built with the defaults train and evaluate exactly as clients given the server's config."""
+    server_config = small_config(**{"eval.top_k": 3, "eval.relevant_threshold": 3.0, "federated.rounds": 2,
+                                    "federated.client_lr": 0.1, "model.reg": 0.02})
+    own = run_federation(FakeGrid(server_config, 4), server_config, n_items=150)
+    data_only = load_config(None, {key: value for key, value in SMALL.items() if key.startswith("synthetic.")})
+    assert data_only.eval.top_k == 10 and data_only.model.factors != 8
+    other = run_federation(FakeGrid(data_only, 4), server_config, n_items=150)
+    assert {key: other[key] for key in ("rmse", "mae", "ndcg@3", "recall@3")} == \
+        {key: own[key] for key in ("rmse", "mae", "ndcg@3", "recall@3")}
+    np.testing.assert_array_equal(other["item_model"]["q"], own["item_model"]["q"])
+
+
+def test_clients_that_leave_are_not_asked_and_clients_that_join_take_part():
+    nodes = node_ids(4)
+
+    class ChangingGrid(FakeGrid):
+        present = nodes[:3]
+
+        def get_node_ids(self):
+            return list(self.present)
+
+    config = small_config(**{"federated.num_clients": 3, "federated.rounds": 3, "federated.eval_every": 3})
+    grid = ChangingGrid(config, 4)
+
+    def after_round(entry):
+        if entry["round"] == 1:
+            grid.present = nodes[1:]  # node 0 left, node 3 joined
+
+    result = run_federation(grid, config, n_items=150, on_round=after_round)
+    asked = {r: sorted(m.metadata.dst_node_id for m in grid.sent
+                       if m.content.config_records[protocol.CONFIG]["task"] == protocol.TASK_TRAIN
+                       and m.content.config_records[protocol.CONFIG]["round"] == r) for r in (1, 2, 3)}
+    assert asked == {1: nodes[:3], 2: nodes[1:], 3: nodes[1:]}
+    assert [entry["clients"] for entry in result["history"]] == [3, 3, 3]
+    assert not any(entry["failures"] for entry in result["history"])
+
+
+def test_a_round_nobody_answers_is_skipped_and_its_evaluation_left_empty():
+    """Round 2 gets no reply at all: the evaluation of round 1 that rode on it is missing (not invented), round 2
+    is skipped, and round 3 trains and is evaluated."""
+    config = small_config(**{"federated.rounds": 3})
+    grid = FakeGrid(config, 4, fail={node: {"plain@2"} for node in node_ids(4)})
+    result = run_federation(grid, config, n_items=150)
+    first, second, third = result["history"]
+    assert "rmse" not in first and "skipped" not in first
+    assert second["skipped"] == "0 replies, fewer than min_clients = 1" and second["clients"] == 0
+    assert "skipped" not in third and third["clients"] == 4 and np.isfinite(third["rmse"])
+
+
+def test_a_round_with_exactly_min_clients_trains():
+    config = small_config(**{"federated.min_clients": 3, "federated.rounds": 2})
+    result = run_federation(FakeGrid(config, 4, fail={node_ids(4)[2]: {"train"}}), config, n_items=150)
+    assert [entry["clients"] for entry in result["history"]] == [3, 3]
+    assert not any("skipped" in entry for entry in result["history"])
+
+
+def test_a_small_fraction_still_samples_one_client():
+    config = small_config(**{"federated.fraction": 0.1, "federated.rounds": 2})
+    result = run_federation(FakeGrid(config, 4), config, n_items=150)
+    assert [entry["sampled"] for entry in result["history"]] == [1, 1]
+
+
+def test_waiting_for_clients_returns_once_enough_joined_or_fails_naming_the_count():
+    from fedrec.server.federation import wait_for_nodes
+
+    class Joining:
+        calls = 0
+
+        def get_node_ids(self):
+            self.calls += 1
+            return [7, 3, 5][: 1 + self.calls]
+
+    assert wait_for_nodes(Joining(), 3, timeout=10) == [3, 5, 7]
+    with pytest.raises(FedrecError, match="only 3 of 4 clients connected within 0.6 s"):
+        wait_for_nodes(Joining(), 4, timeout=0.6)
