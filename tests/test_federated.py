@@ -35,6 +35,7 @@ def test_federated_full_batch_equals_centralised(optimizer):
         "federated.client_optimizer": optimizer, "federated.client_lr": lr,
         "federated.server_optimizer": optimizer, "federated.server_lr": lr,
         "train.optimizer": optimizer, "train.lr": lr, "train.epochs": 5,
+        "eval.top_k": 5, "eval.relevant_threshold": 3.5,  # not the defaults: clients must take them from the server
     })
     grid = FakeGrid(config, 4)
     result = run_federation(grid, config, n_items=150)
@@ -68,13 +69,13 @@ def test_federated_full_batch_equals_centralised(optimizer):
     model = MFModel(mf.UserSide(federated_p, federated_bu), item_model, central.user_counts, central.item_counts,
                     train.rating_min, train.rating_max)
     pooled = evaluate(model, train, test, config.eval)
-    metric_names = ("rmse", "mae", "ndcg@10", "recall@10", "precision@10", "coverage", "n_test", "n_ranked_users")
+    metric_names = ("rmse", "mae", "ndcg@5", "recall@5", "precision@5", "coverage", "n_test", "n_ranked_users")
     assert {key: result[key] for key in metric_names} == pytest.approx({key: pooled[key] for key in metric_names}, rel=1e-9)
     assert result["rmse"] != pytest.approx(result["mae"], rel=1e-3)  # swapped error sums could not pass
-    assert result["n_ranked_users"] > 20 and 0 < result["recall@10"] < 1 and 0 < result["ndcg@10"] < 1
+    assert result["n_ranked_users"] > 20 and 0 < result["recall@5"] < 1 and 0 < result["ndcg@5"] < 1
     # ... and the centrally trained model scores the same (it is the same model, up to float rounding).
     reference = evaluate(central, train, test, config.eval)
-    for key in ("rmse", "mae", "ndcg@10", "recall@10"):
+    for key in ("rmse", "mae", "ndcg@5", "recall@5"):
         assert result[key] == pytest.approx(reference[key], rel=1e-4, abs=1e-6), key
 
 
