@@ -340,3 +340,14 @@ def test_waiting_for_clients_returns_once_enough_joined_or_fails_naming_the_coun
     assert wait_for_nodes(Joining(), 3, timeout=10) == [3, 5, 7]
     with pytest.raises(FedrecError, match="only 3 of 4 clients connected within 0.6 s"):
         wait_for_nodes(Joining(), 4, timeout=0.6)
+
+
+def test_each_round_is_reported_once_when_complete_and_the_result_describes_the_run():
+    config = small_config(**{"federated.eval_every": 2, "federated.rounds": 5})
+    reported: list[dict] = []
+    result = run_federation(FakeGrid(config, 4), config, n_items=150, on_round=lambda entry: reported.append(dict(entry)))
+    assert [entry["round"] for entry in reported] == [1, 2, 3, 4, 5]
+    assert ["rmse" in entry for entry in reported] == [False, True, False, True, True]  # reported after its evaluation
+    assert reported == result["history"]
+    assert result["rounds"] == 5 and result["num_clients"] == 4 and 0 < result["wall_seconds"] < 120
+    assert result["rmse"] == reported[-1]["rmse"]

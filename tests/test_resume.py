@@ -135,6 +135,20 @@ def test_client_files_are_coded_by_the_servers_catalogue(client_files, tmp_path)
     assert counts["shuffled-n"] == counts["plain-n"] - counts["plain"][dropped] and counts["plain"][dropped] > 0
 
 
+def test_resuming_a_finished_training_only_evaluates_it(tmp_path):
+    """Stopped after the last round's training, before its evaluation: the resumed run trains nothing and
+    reports the evaluation the uninterrupted run reported."""
+    catalogue = [f"item-{k}" for k in range(150)]
+    grid = FakeGrid(load_config(None, SMALL), 4)
+    first = deploy(grid, 2, tmp_path / "state", catalogue, resume=False)
+    sent = len(grid.sent)
+    again = deploy(grid, 2, tmp_path / "state", catalogue, resume=True)
+    tasks = [m.content.config_records[protocol.CONFIG]["task"] for m in grid.sent[sent:]]
+    assert tasks == [protocol.TASK_EVALUATE] * 4
+    assert [e["round"] for e in again["history"]] == [1, 2]
+    assert (again["rmse"], again["mae"], again["history"][-1]["rmse"]) == (first["rmse"], first["mae"], first["rmse"])
+
+
 def test_resume_with_a_checkpoint_of_another_shape_is_refused(tmp_path):
     catalogue = [f"item-{k}" for k in range(150)]
     grid = FakeGrid(load_config(None, SMALL), 4)
