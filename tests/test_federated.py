@@ -215,12 +215,13 @@ def test_client_sampling_varies_between_rounds_and_follows_the_seed():
 
 @pytest.mark.flower
 def test_flower_simulation_engine_end_to_end(tmp_path):
-    """The real simulation engine (Ray), a few clients, two rounds, through the command line."""
+    """The real simulation engine (Ray), a few clients, two rounds, secure aggregation, through the command line.
+    (One Ray start covers both: the plain sum on Ray is run by test_compare_end_to_end's `federated` row.)"""
     from fedrec.shared.cli import main
 
     out = tmp_path / "result.json"
     code = main(["simulate", "--set", "synthetic.n_users=90", "--set", "synthetic.n_items=120",
-                 "--set", "synthetic.n_ratings=3000", "--factors", "4", "--num-clients", "3", "--rounds", "2", "--no-secure",
+                 "--set", "synthetic.n_ratings=3000", "--factors", "4", "--num-clients", "3", "--rounds", "2", "--secure",
                  "--json", str(out), "--model-out", str(tmp_path / "item.npz")])
     assert code == 0
     import json
@@ -233,15 +234,16 @@ def test_flower_simulation_engine_end_to_end(tmp_path):
         assert entry["clients"] == 3 and entry["bytes_up"] > 0 and entry["bytes_down"] > 0 and entry["seconds"] > 0
     saved = np.load(tmp_path / "item.npz")
     assert saved["q"].shape == (120, 4)
-    # The Flower engine trains exactly what the in-process grid trains (same partitions, seeds and sums), so its
-    # numbers are checked, not only their being finite; and 2 rounds already beat an untrained model here.
+    # The Flower engine with secure sums trains what the in-process grid trains with plain sums (same partitions
+    # and seeds; fixed-point rounding aside), so its numbers are checked, not only their being finite; and 2
+    # rounds already beat an untrained model here.
     config = load_config(None, {"synthetic.n_users": 90, "synthetic.n_items": 120, "synthetic.n_ratings": 3000,
                                 "model.factors": 4, "federated.num_clients": 3, "federated.rounds": 2,
                                 "federated.secure": False})
     in_process = run_federation(FakeGrid(config, 3), config, n_items=120)
     for key in ("rmse", "mae", "ndcg@10", "recall@10"):
-        assert result[key] == pytest.approx(in_process[key], rel=1e-6), key
-    np.testing.assert_allclose(saved["q"], in_process["item_model"]["q"], rtol=1e-5, atol=1e-7)
+        assert result[key] == pytest.approx(in_process[key], abs=1e-4), key
+    np.testing.assert_allclose(saved["q"], in_process["item_model"]["q"], atol=1e-5)
     train, test = load_train_test(config)
     assert result["rmse"] < global_mean_reference(train, test, config.eval)["rmse"] - 0.02
 

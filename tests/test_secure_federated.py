@@ -1,4 +1,5 @@
-"""Secure aggregation inside federated training: same model as the plain sum, dropouts, aborts, no plaintext."""
+"""Secure aggregation inside federated training: same model as the plain sum, dropouts, aborts, no plaintext.
+(Secure aggregation on Flower's simulation engine: tests/test_federated.py::test_flower_simulation_engine_end_to_end.)"""
 
 from __future__ import annotations
 
@@ -105,22 +106,3 @@ def test_a_secure_reply_from_the_wrong_node_is_rejected(liar, victim, from_round
     for key in ("train_rmse", "ratings_used"):  # the round-2 sums of what the clients trained on
         assert secure["history"][1][key] == pytest.approx(plain["history"][1][key], rel=1e-6)
     assert secure["history"][0]["rmse"] == pytest.approx(plain["history"][0]["rmse"], abs=1e-6)  # round 1, evaluated in round 2
-
-
-@pytest.mark.flower
-def test_secure_simulation_on_the_flower_engine(tmp_path):
-    from fedrec.shared.cli import main
-
-    common = ["simulate", "--set", "synthetic.n_users=90", "--set", "synthetic.n_items=120",
-              "--set", "synthetic.n_ratings=3000", "--factors", "4", "--num-clients", "3", "--rounds", "2",
-              "--model-out", str(tmp_path / "item.npz")]
-    assert main([*common, "--secure", "--json", str(tmp_path / "secure.json")]) == 0
-    import json
-
-    secure = json.loads((tmp_path / "secure.json").read_text())
-    assert [entry["clients"] for entry in secure["history"]] == [3, 3]
-    config = load_config(None, {"synthetic.n_users": 90, "synthetic.n_items": 120, "synthetic.n_ratings": 3000,
-                                "model.factors": 4, "federated.num_clients": 3, "federated.rounds": 2,
-                                "federated.secure": False})
-    plain = run_federation(FakeGrid(config, 3), config, n_items=120)  # the same model, summed in the clear
-    assert [e["rmse"] for e in secure["history"]] == pytest.approx([e["rmse"] for e in plain["history"]], abs=1e-4)
