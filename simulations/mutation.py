@@ -50,15 +50,19 @@ def area_of(meta: Path, workdir: Path) -> str | None:
     return next((name for name, (_, path) in AREAS.items() if source == path or source.startswith(path + "/")), None)
 
 
-def scores(workdir: Path) -> dict[str, dict]:
+def scores(workdir: Path, areas: list[str]) -> dict[str, dict]:
     """Per area: killed, survived, other (no tests, not checked, suspicious) and the surviving mutant names."""
     found: dict[str, dict] = {}
     for meta in sorted((workdir / "mutants").rglob("*.py.meta")):
         area = area_of(meta, workdir)
         if area is None:
             continue
-        entry = found.setdefault(area, {"counts": Counter(), "survivors": []})
+        entry = found.setdefault(area, {"counts": Counter(), "survivors": []}) if area in areas else None
+        if entry is None:
+            continue
         for key, code in json.loads(meta.read_text())["exit_code_by_key"].items():
+            if code is None:  # not run in this invocation (another area's mutant)
+                continue
             status = "killed" if code in KILLED else "survived" if code in SURVIVED else "other"
             entry["counts"][status] += 1
             if status != "killed":
@@ -83,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         if done.returncode != 0:
             print(f"mutmut failed on {area} (exit {done.returncode})", file=sys.stderr)
             return 1
-    found = scores(args.workdir)
+    found = scores(args.workdir, args.areas)
     print("\n| area | mutants | killed | survived | other | kill score |\n|---|---|---|---|---|---|")
     for area in args.areas:
         counts = found.get(area, {"counts": Counter()})["counts"]

@@ -137,6 +137,8 @@ def test_server_step_in_gradient_mode_applies_the_summed_gradient():
     assert server.apply(total) == {"train_rmse": 0.0, "ratings_used": 0.0}
     np.testing.assert_allclose(server.item.q, before.q - 0.5 * np.array([[1.0, 2.0], [3.0, 4.0]]), rtol=1e-6)
     np.testing.assert_allclose(server.item.bi, before.bi - [1.0, -1.0], rtol=1e-6)
+    one_rating = np.concatenate([np.zeros(6), [1.0, 0.0], [4.0, 1.0]])  # sse 4 over a single rating
+    assert server.apply(one_rating) == {"train_rmse": 2.0, "ratings_used": 1.0}
 
 
 def test_evaluation_vector_matches_the_metrics_of_the_clients_model():
