@@ -263,6 +263,10 @@ def test_sampled_rounds_are_evaluated_on_every_client_at_the_models_of_those_rou
         assert result["history"][rounds - 1]["mae"] == alone["mae"]
     evaluations = [m for m in grid.sent if m.content.config_records[protocol.CONFIG]["task"] == protocol.TASK_EVALUATE]
     assert sorted(m.metadata.dst_node_id for m in evaluations) == sorted(node_ids(4) * 2)  # rounds 2 and 3, everyone
+    for message in grid.sent:  # a train message carries the known-items mask only when it also evaluates
+        settings = message.content.config_records[protocol.CONFIG]
+        if settings["task"] == protocol.TASK_TRAIN:
+            assert "known" not in message.content.array_records[protocol.ITEM]
 
 
 def test_clients_follow_the_servers_settings_not_their_own():
@@ -352,4 +356,5 @@ def test_each_round_is_reported_once_when_complete_and_the_result_describes_the_
     assert ["rmse" in entry for entry in reported] == [False, True, False, True, True]  # reported after its evaluation
     assert reported == result["history"]
     assert result["rounds"] == 5 and result["num_clients"] == 4 and 0 < result["wall_seconds"] < 120
+    assert 0 < sum(entry["seconds"] for entry in reported) < result["wall_seconds"]
     assert result["rmse"] == reported[-1]["rmse"]
