@@ -358,3 +358,12 @@ def test_each_round_is_reported_once_when_complete_and_the_result_describes_the_
     assert result["rounds"] == 5 and result["num_clients"] == 4 and 0 < result["wall_seconds"] < 120
     assert 0 < sum(entry["seconds"] for entry in reported) < result["wall_seconds"]
     assert result["rmse"] == reported[-1]["rmse"]
+
+
+def test_no_answer_to_the_statistics_round_is_one_clear_error():
+    config = small_config()
+    grid = FakeGrid(config, 4, fail={node: {"stats"} for node in node_ids(4)})
+    first, second = node_ids(4)[:2]
+    with pytest.raises(FedrecError, match=f"no client answered the statistics round: node {first}: no reply within "
+                                          f"300 s; node {second}: no reply"):
+        run_federation(grid, config, n_items=150)
