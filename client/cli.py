@@ -171,6 +171,7 @@ class NodeWatcher:
 
 
 def run(args: argparse.Namespace) -> int:
+    cli.parse_address(args.server, "--server")  # a typo here would otherwise leave the SuperNode retrying forever
     config = cli.config_from_args(args)
     # Validate before joining: a client with bad data never takes part (read_files raises a DataError).
     tables = read_files([args.data] + ([args.test] if args.test else []), config)

@@ -20,6 +20,7 @@ from fedrec.server.state import Checkpoint
 
 CONNECTION = "fedrec"
 RUN_ID_FILE = "run-id.txt"
+CERT_FILES = ("ca.crt", "server.pem", "server.key", "client-public-keys.csv")  # what the SuperLink reads from --certs
 APP_PYPROJECT = """[build-system]
 requires = ["setuptools"]
 build-backend = "setuptools.build_meta"
@@ -80,10 +81,7 @@ def read_catalogue(path: Path) -> list[str]:
 
 
 def parse_address(address: str) -> tuple[str, int]:
-    host, _, port = address.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"--address {address!r}: expected HOST:PORT, e.g. 127.0.0.1:9092")
-    return host, int(port)
+    return cli.parse_address(address, "--address")
 
 
 def _flwr(args: list[str], env: dict, timeout: float = 120.0) -> subprocess.CompletedProcess:
@@ -139,23 +137,34 @@ def _run_identity(state_dir: Path, resume: bool) -> str:
     return run_id
 
 
-def _prepare(args: argparse.Namespace, host: str, port: int) -> tuple[dict, Path, Path]:
-    """Everything checked before any process starts: flags, catalogue, checkpoint, output paths."""
+def _check_input(args: argparse.Namespace) -> tuple:
+    """Every check that needs nothing written: flags, catalogue, certificates, checkpoint against --resume."""
     config = cli.config_from_args(args)
     preflight.check_federation(config.federated, clients_flag="--min-clients")
     catalogue = read_catalogue(args.items)
-    print(privacy_line(config, len(catalogue), None), file=sys.stderr)  # refuses an impossible budget here
+    if not args.insecure:
+        for name in CERT_FILES:
+            if not (args.certs / name).is_file():
+                raise ConfigError(f"--certs: {args.certs / name} not found (make the files with `fedrec certs --out {args.certs}`)")
     state_dir = args.state_dir.resolve()
     checkpoint = Checkpoint(state_dir)
     if checkpoint.exists() and not args.resume:
         raise ConfigError(f"{state_dir} holds an earlier run: pass --resume to continue it, or choose another --state-dir")
     if args.resume and not checkpoint.exists():
         raise ConfigError(f"--resume: {state_dir} holds no checkpoint to resume from")
+    return config, catalogue
+
+
+def _prepare(args: argparse.Namespace, host: str, port: int, config, catalogue: list[str]) -> tuple[dict, Path, Path]:
+    """Under the state folder's lock: the checkpoint read in full, the output paths, the run's files."""
+    state_dir = args.state_dir.resolve()
     if args.resume:  # read in full now: a damaged checkpoint is one error before any client connects
-        saved = checkpoint.load()
+        saved = Checkpoint(state_dir).load()
         if saved.q.shape != (len(catalogue), config.model.factors):
             raise ConfigError(f"--resume: the checkpoint holds {saved.q.shape[0]} items x {saved.q.shape[1]} factors, "
                               f"this run has {len(catalogue)} items (--items) x {config.model.factors} factors")
+    privacy = privacy_line(config, len(catalogue), None)  # refuses an impossible DP budget here
+    state_dir.mkdir(parents=True, exist_ok=True)  # only once the input is known to be good
     json_out = (args.json or state_dir / "results.json").resolve()
     preflight.check_writable(json_out, "--json")
     atomic.write_json(state_dir / "catalogue.json", catalogue)
@@ -170,6 +179,7 @@ def _prepare(args: argparse.Namespace, host: str, port: int) -> tuple[dict, Path
     atomic.write_text(home / "config.toml", f'[superlink]\ndefault = "{CONNECTION}"\n\n'
                                             f'[superlink.{CONNECTION}]\naddress = "{host}:{port}"\n{security}\n')
     env = {**os.environ, "FLWR_HOME": str(home), "FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1"}
+    print(privacy, file=sys.stderr)  # the run's first line, once everything has been checked
     return env, state_dir, json_out
 
 
@@ -191,13 +201,14 @@ def _check_own_listener(superlink: subprocess.Popen, port: int, timeout: float =
 def run(args: argparse.Namespace) -> int:
     host, port = parse_address(args.address)
     locks.ensure_port_free(host, port)  # before anything else: a taken port changes nothing
+    config, catalogue = _check_input(args)  # nothing written yet
     # One server per state folder, for as long as this process lives (the kernel releases it on a crash).
     with locks.FolderLock(args.state_dir, "fedrec server"):
-        return _serve(args, host, port)
+        return _serve(args, host, port, config, catalogue)
 
 
-def _serve(args: argparse.Namespace, host: str, port: int) -> int:
-    env, state_dir, json_out = _prepare(args, host, port)
+def _serve(args: argparse.Namespace, host: str, port: int, config, catalogue: list[str]) -> int:
+    env, state_dir, json_out = _prepare(args, host, port, config, catalogue)
     # A database in the state folder keeps the registered client keys across a restart (--resume), so
     # clients that were retrying reconnect to the new SuperLink instead of being refused.
     superlink = [processes.tool("flower-superlink"), "--host", host, "--port", str(port), "--disable-runtime-dependency-installation",

@@ -73,6 +73,14 @@ def _parse_set(items: list[str]) -> dict[str, Any]:
     return overrides
 
 
+def parse_address(address: str, option: str) -> tuple[str, int]:
+    """HOST:PORT (a port 1..65535), or a ConfigError naming `option`."""
+    host, _, port = address.rpartition(":")
+    if not host.strip() or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{option} {address!r}: expected HOST:PORT, e.g. 127.0.0.1:9092")
+    return host, int(port)
+
+
 def config_from_args(args: argparse.Namespace) -> FedrecConfig:
     """File first, then --set, then the dedicated options: the most specific wins."""
     overrides = _parse_set(args.set)

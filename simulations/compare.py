@@ -40,6 +40,8 @@ def register(parser: argparse.ArgumentParser) -> None:
                        help="model seeds per setting (seed, seed+1, ...); the split is shared (default 1)")
     group.add_argument("--per-user", action="store_true",
                        help="add the one-client-per-user setting (clients_per_round from config, else 10%% of users)")
+    parser.epilog = ("Exit status: 0 when every setting ran; 1 when a setting failed (its error is in report.md "
+                     "and results.json, which are still written with the settings that ran); 2 on bad input.")
     parser.set_defaults(handler=run, command_parser=parser)
 
 
@@ -58,10 +60,13 @@ def run(args: argparse.Namespace) -> int:
     config = cli.config_from_args(args)
     results = compare(config, args.out, repeats, args.per_user, report.command_line(args.command_parser, args))
     print(report.results_table(results, markdown=False))
+    print(f"wrote {args.out}/results.json, report.md, rmse_by_round.png, cost_per_round.png", file=sys.stderr)
     failed = [row.name for row in results.rows if row.status == "failed"]
     if failed:
-        print(f"fedrec compare: {', '.join(failed)} failed (see {args.out / 'report.md'})", file=sys.stderr)
-    print(f"wrote {args.out}/results.json, report.md, rmse_by_round.png, cost_per_round.png", file=sys.stderr)
+        # The results stay written (the other settings are valid data, the failure is recorded in them), but a
+        # script or CI running the comparison must see that it is incomplete: exit 1 (2 is kept for bad input).
+        print(f"fedrec compare: error: setting {', '.join(failed)} failed (see {args.out / 'report.md'})", file=sys.stderr)
+        return 1
     return 0
 
 

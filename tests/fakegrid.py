@@ -18,15 +18,17 @@ def node_ids(num_nodes: int) -> list[int]:
 class FakeGrid:
     """Delivers each message to an in-process ClientApp with its own persistent Context, like a SuperNode."""
 
-    def __init__(self, config: FedrecConfig, num_nodes: int, fail: dict[int, set[str]] | None = None):
+    def __init__(self, config: FedrecConfig, num_nodes: int, fail: dict[int, set[str]] | None = None,
+                 node_configs: list[dict] | None = None):
         # Flower stamps messages with the running task's identity; outside a real run we set one.
         TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 1, 1
         self.app = build_client_app(config)
         # Ids spread over the whole 64-bit range, as Flower's are, so that id handling is tested as in a real run.
         self.node_ids = node_ids(num_nodes)
+        # Simulation nodes get a partition of the dataset; `node_configs` gives them files as `fedrec client` does.
+        node_configs = node_configs or [{"partition-id": k, "num-partitions": num_nodes} for k in range(num_nodes)]
         self.contexts = {
-            node: Context(run_id=1, node_id=node, node_config={"partition-id": k, "num-partitions": num_nodes},
-                          state=RecordDict(), run_config={})
+            node: Context(run_id=1, node_id=node, node_config=node_configs[k], state=RecordDict(), run_config={})
             for k, node in enumerate(self.node_ids)
         }
         self.fail = fail or {}  # node id -> set of "<task>" or "<stage>" on which it drops (no reply)

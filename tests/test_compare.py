@@ -55,12 +55,9 @@ def test_compare_end_to_end(tmp_path: Path) -> None:
     _assert_numeric(rows["centralized"])
     _assert_numeric(rows["federated"])
     secure = rows["federated-secure"]
-    if secure.status == "ok":  # secure aggregation integrated
-        _assert_numeric(secure)
-        assert secure.secure is True
-    else:
-        assert secure.error
-        assert secure.error in (out / "report.md").read_text()
+    _assert_numeric(secure)  # a failed secure setting fails this test (and `fedrec compare` exits 1)
+    assert secure.secure is True and rows["federated"].secure is False
+    assert secure.rmse == pytest.approx(rows["federated"].rmse, abs=1e-4)  # secure sums train the same model
     assert rows["federated"].bytes_up_per_client_per_round > 0
     assert rows["centralized"].bytes_up_per_client_per_round is None
     raw = json.loads((out / "results.json").read_text())
@@ -88,10 +85,12 @@ def _fake_simulate(config: FedrecConfig, on_round=None, n_items=None) -> dict:
             "history": history, "item_model": {"q": None, "bi": None, "mu": 3.5}}
 
 
-def test_failed_setting_is_recorded_with_repeats(tmp_path: Path, monkeypatch) -> None:
+def test_failed_setting_is_recorded_with_repeats_and_exits_1(tmp_path: Path, monkeypatch, capsys) -> None:
+    """A failed setting: the results are still written (valid data for the others), and the exit status is 1."""
     monkeypatch.setattr(compare_module, "simulate", _fake_simulate)
     out = tmp_path / "report"
-    assert cli.main(["compare", *SMALL, "--out", str(out), "--repeats", "2"]) == 0
+    assert cli.main(["compare", *SMALL, "--out", str(out), "--repeats", "2"]) == 1
+    assert "fedrec compare: error: setting federated-secure failed" in capsys.readouterr().err
     results = _check_outputs(out)
     rows = {row.name: row for row in results.rows}
     assert rows["federated-secure"].status == "failed"

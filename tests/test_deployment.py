@@ -33,6 +33,24 @@ def setup(tmp_path_factory):
     return root
 
 
+# A learning rate at which 2 rounds on this small data clearly beat an untrained model (see untrained_rmse).
+FAST_LEARNING = ("--set", "federated.server_lr=0.2", "--set", "federated.client_lr=0.2")
+
+
+def untrained_rmse(root: Path, clients: tuple[int, ...] = (0, 1, 2)) -> float:
+    """Test RMSE of an untrained model (the global training mean) on these clients' test files: about 1.01."""
+    import numpy as np
+
+    from fedrec.shared.data.reader import read_ratings_file
+
+    def values(name: str, ks: tuple[int, ...] = (0, 1, 2)) -> np.ndarray:
+        return np.concatenate([read_ratings_file(root / f"data/client-{k}/{name}.csv", rating_min=1, rating_max=5)[0].values
+                               for k in ks])
+
+    test = values("test", clients)
+    return float(np.sqrt(np.mean((test - values("train").mean()) ** 2)))
+
+
 class Deployment:
     """Starts the server and clients as separate processes and always stops them."""
 
@@ -84,7 +102,7 @@ def deployment(setup, tmp_path):
 
 
 def test_tls_authenticated_secure_run_of_two_rounds(deployment, tmp_path):
-    server = deployment.server("--rounds", "2", "--min-clients", "3")
+    server = deployment.server("--rounds", "2", "--min-clients", "3", *FAST_LEARNING)
     deployment.wait_for("waiting for clients", timeout=60)
     for k in range(3):
         deployment.client(k)
@@ -92,7 +110,7 @@ def test_tls_authenticated_secure_run_of_two_rounds(deployment, tmp_path):
     result = json.loads((tmp_path / "result.json").read_text())
     assert [entry["round"] for entry in result["history"]] == [1, 2]
     assert all(entry["clients"] == 3 for entry in result["history"])
-    assert 0.5 < result["rmse"] < 1.5 and result["config"]["federated"]["secure"] is True
+    assert result["rmse"] < untrained_rmse(deployment.root) - 0.05 and result["config"]["federated"]["secure"] is True
     assert (tmp_path / "client-0-state/user-state.npz").exists()  # the user factors stayed on the client
 
 
@@ -103,7 +121,7 @@ def test_killed_client_and_killed_server_the_run_still_finishes_without_gaps(dep
     would be one colluder and one exposed client, so the round would abort. This run announces, and its
     clients accept, bounds with no colluders and 40% dropouts, and a minimum cohort of two."""
     bounds = ("--set", "secagg.colluder_fraction=0", "--set", "secagg.dropout_bound=0.4")
-    deployment.server("--rounds", "3", "--min-clients", "3", *bounds)
+    deployment.server("--rounds", "3", "--min-clients", "3", *bounds, *FAST_LEARNING)
     deployment.wait_for("waiting for clients", timeout=60)
     for k in range(3):
         deployment.client(k, extra=(*bounds, "--min-cohort", "2"))
@@ -112,12 +130,13 @@ def test_killed_client_and_killed_server_the_run_still_finishes_without_gaps(dep
     deployment.wait_for("fedrec round 1:")
     processes.stop(deployment.children["server"], grace=5.0)
     assert (tmp_path / "state/server-state.npz").exists()
-    resumed = deployment.server("--rounds", "3", "--min-clients", "2", "--resume", *bounds, name="resumed")
+    resumed = deployment.server("--rounds", "3", "--min-clients", "2", "--resume", *bounds, *FAST_LEARNING, name="resumed")
     assert resumed.wait(timeout=RUN_TIMEOUT) == 0, deployment.log("resumed")[-3000:]
     result = json.loads((tmp_path / "result.json").read_text())
     assert [entry["round"] for entry in result["history"]] == [1, 2, 3]
     assert result["history"][0]["clients"] == 2  # client 2 dropped out of round 1's secure sum
-    assert 0.5 < result["rmse"] < 1.5
+    # Only clients 0 and 1 trained after round 1 and are evaluated: a smaller margin than with all three.
+    assert result["rmse"] < untrained_rmse(deployment.root, clients=(0, 1)) - 0.02
 
 
 def test_clients_that_cannot_take_part_exit_2_with_the_reason(deployment, setup, tmp_path):
@@ -149,16 +168,6 @@ def test_clients_that_cannot_take_part_exit_2_with_the_reason(deployment, setup,
     deployment.children["replacement"] = replacement
     assert member.wait(timeout=90) == 2, deployment.log("member")[-2000:]
     assert "no longer accepts this client (its heartbeat was refused, HTTP 401)" in deployment.log("member")
-
-
-def test_client_with_a_malformed_file_refuses_to_start(setup, tmp_path):
-    bad = tmp_path / "bad.csv"
-    bad.write_text("user,item,rating\n1,2,3\n1,3,banana\n")
-    done = subprocess.run(fedrec("client", "--server", "127.0.0.1:9", "--data", bad, "--insecure"),
-                          capture_output=True, text=True, timeout=60)
-    assert done.returncode == 2
-    assert f"{bad}:3" in done.stderr and "rating is not a number" in done.stderr
-    assert "Traceback" not in done.stderr
 
 
 def leftovers(*marks: str) -> list[str]:

@@ -9,9 +9,10 @@ from fedrec.server.federation import run_federation
 from fedrec.shared import mf, protocol
 from fedrec.shared.config import load_config
 from fedrec.shared.data.load import load_train_test
+from fedrec.shared.errors import FedrecError
 from fedrec.shared.data.partition import partition_users
 from fedrec.shared.federated import ClientData, ClientTrainer, eval_length, stats_length, train_length
-from fedrec.shared.train import ITEM_STREAM, fit, init_rng
+from fedrec.shared.train import ITEM_STREAM, MFModel, evaluate, fit, global_mean_reference, init_rng
 from fedrec.client.state import UserStateStore
 from tests.fakegrid import FakeGrid, node_ids
 
@@ -35,6 +36,7 @@ def test_federated_full_batch_equals_centralised(optimizer):
         "federated.client_optimizer": optimizer, "federated.client_lr": lr,
         "federated.server_optimizer": optimizer, "federated.server_lr": lr,
         "train.optimizer": optimizer, "train.lr": lr, "train.epochs": 5,
+        "eval.top_k": 5, "eval.relevant_threshold": 3.5, "eval.coverage": True,  # not the defaults: from the server
     })
     grid = FakeGrid(config, 4)
     result = run_federation(grid, config, n_items=150)
@@ -54,6 +56,28 @@ def test_federated_full_batch_equals_centralised(optimizer):
     np.testing.assert_allclose(result["item_model"]["q"], central.item.q, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(result["item_model"]["bi"], central.item.bi, rtol=1e-4, atol=1e-6)
     assert result["item_model"]["mu"] == pytest.approx(train.values.mean())
+
+    # Federated evaluation (sums added over clients) equals centralised evaluation (shared/metrics.py on the
+    # pooled test set) of the same model: the server's item side with the user factors the clients kept.
+    _, test = load_train_test(config)
+    federated_p = np.zeros_like(p)
+    federated_bu = np.zeros(train.n_users, mf.FLOAT)
+    for client, node in enumerate(grid.node_ids):
+        users = np.flatnonzero(client_of_user == client)
+        state = UserStateStore(grid.contexts[node], None, None).latest()
+        federated_p[users], federated_bu[users] = state["p"], state["bu"]
+    item_model = mf.ItemSide(result["item_model"]["q"], result["item_model"]["bi"], result["item_model"]["mu"])
+    model = MFModel(mf.UserSide(federated_p, federated_bu), item_model, central.user_counts, central.item_counts,
+                    train.rating_min, train.rating_max)
+    pooled = evaluate(model, train, test, config.eval)
+    metric_names = ("rmse", "mae", "ndcg@5", "recall@5", "precision@5", "coverage", "n_test", "n_ranked_users")
+    assert {key: result[key] for key in metric_names} == pytest.approx({key: pooled[key] for key in metric_names}, rel=1e-9)
+    assert result["rmse"] != pytest.approx(result["mae"], rel=1e-3)  # swapped error sums could not pass
+    assert result["n_ranked_users"] > 20 and 0 < result["recall@5"] < 1 and 0 < result["ndcg@5"] < 1
+    # ... and the centrally trained model scores the same (it is the same model, up to float rounding).
+    reference = evaluate(central, train, test, config.eval)
+    for key in ("rmse", "mae", "ndcg@5", "recall@5"):
+        assert result[key] == pytest.approx(reference[key], rel=1e-4, abs=1e-6), key
 
 
 def test_only_sums_reach_the_server():
@@ -135,14 +159,69 @@ def test_malformed_client_vector_is_rejected_not_summed():
     assert any("shape" in f for f in result["history"][0]["failures"])
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_a_non_finite_client_vector_is_rejected_and_the_round_is_the_sum_of_the_others(bad):
+    """One client's train vector holds a NaN (or inf): it is left out, so the item side equals that of a round
+    in which that client did not answer, instead of a model poisoned with NaN."""
+    config = small_config(**{"federated.rounds": 1})
+    grid = FakeGrid(config, 4)
+    original, liar = grid.app, node_ids(4)[2]
+
+    def corrupting(message, context):
+        reply = original(message, context)
+        settings = message.content.config_records[protocol.CONFIG]
+        if context.node_id == liar and settings["task"] == protocol.TASK_TRAIN and settings["round"] == 1:
+            vector = reply.content.array_records[protocol.REPLY]["vector"].numpy().copy()
+            vector[len(vector) // 2] = bad
+            from flwr.app import Array, ArrayRecord
+
+            reply.content.array_records[protocol.REPLY] = ArrayRecord({"vector": Array(vector)})
+        return reply
+
+    grid.app = corrupting
+    result = run_federation(grid, config, n_items=150)
+    reference = run_federation(FakeGrid(config, 4, fail={liar: {"plain@1"}}), config, n_items=150)
+    assert [entry["clients"] for entry in result["history"]] == [3]
+    assert any(str(liar) in f and "NaN or infinite" in f for f in result["history"][0]["failures"])
+    assert np.isfinite(result["item_model"]["q"]).all() and np.isfinite(result["rmse"])
+    np.testing.assert_array_equal(result["item_model"]["q"], reference["item_model"]["q"])
+
+
+def test_client_sampling_varies_between_rounds_and_follows_the_seed():
+    """clients_per_round = 2 of 6: each round trains the sampled pair (only they are asked), the pairs differ
+    between rounds, the same seed gives the same pairs and another seed other pairs."""
+
+    def trained_pairs(seed: int) -> list[tuple[int, ...]]:
+        config = small_config(**{"federated.num_clients": 6, "federated.clients_per_round": 2, "federated.rounds": 6,
+                                 "federated.eval_every": 6, "federated.seed": seed})
+        grid = FakeGrid(config, 6)
+        result = run_federation(grid, config, n_items=150)
+        pairs = []
+        for round_number in range(1, 7):
+            asked = {m.metadata.dst_node_id for m in grid.sent
+                     if m.content.config_records[protocol.CONFIG]["task"] == protocol.TASK_TRAIN
+                     and m.content.config_records[protocol.CONFIG]["round"] == round_number}
+            pairs.append(tuple(sorted(asked)))
+        assert [entry["clients"] for entry in result["history"]] == [2] * 6
+        return pairs
+
+    pairs = trained_pairs(0)
+    assert all(len(pair) == 2 for pair in pairs)
+    assert len(set(pairs)) >= 3  # not one fixed pair (15 pairs possible)
+    assert len({node for pair in pairs for node in pair}) >= 4
+    assert trained_pairs(0) == pairs
+    assert trained_pairs(1) != pairs
+
+
 @pytest.mark.flower
 def test_flower_simulation_engine_end_to_end(tmp_path):
-    """The real simulation engine (Ray), a few clients, two rounds, through the command line."""
+    """The real simulation engine (Ray), a few clients, two rounds, secure aggregation, through the command line.
+    (One Ray start covers both: the plain sum on Ray is run by test_compare_end_to_end's `federated` row.)"""
     from fedrec.shared.cli import main
 
     out = tmp_path / "result.json"
     code = main(["simulate", "--set", "synthetic.n_users=90", "--set", "synthetic.n_items=120",
-                 "--set", "synthetic.n_ratings=3000", "--factors", "4", "--num-clients", "3", "--rounds", "2", "--no-secure",
+                 "--set", "synthetic.n_ratings=3000", "--factors", "4", "--num-clients", "3", "--rounds", "2", "--secure",
                  "--json", str(out), "--model-out", str(tmp_path / "item.npz")])
     assert code == 0
     import json
@@ -155,3 +234,138 @@ def test_flower_simulation_engine_end_to_end(tmp_path):
         assert entry["clients"] == 3 and entry["bytes_up"] > 0 and entry["bytes_down"] > 0 and entry["seconds"] > 0
     saved = np.load(tmp_path / "item.npz")
     assert saved["q"].shape == (120, 4)
+    # The Flower engine with secure sums trains what the in-process grid trains with plain sums (same partitions
+    # and seeds; fixed-point rounding aside), so its numbers are checked, not only their being finite; and 2
+    # rounds already beat an untrained model here.
+    config = load_config(None, {"synthetic.n_users": 90, "synthetic.n_items": 120, "synthetic.n_ratings": 3000,
+                                "model.factors": 4, "federated.num_clients": 3, "federated.rounds": 2,
+                                "federated.secure": False})
+    in_process = run_federation(FakeGrid(config, 3), config, n_items=120)
+    for key in ("rmse", "mae", "ndcg@10", "recall@10"):
+        assert result[key] == pytest.approx(in_process[key], abs=1e-4), key
+    np.testing.assert_allclose(saved["q"], in_process["item_model"]["q"], atol=1e-5)
+    train, test = load_train_test(config)
+    assert result["rmse"] < global_mean_reference(train, test, config.eval)["rmse"] - 0.02
+
+
+def test_sampled_rounds_are_evaluated_on_every_client_at_the_models_of_those_rounds():
+    """2 of 4 clients train each round, so evaluation is its own exchange with all clients: the RMSE recorded
+    for round m equals the final RMSE of the same run stopped after m rounds; rounds not due have none."""
+    overrides = {"federated.clients_per_round": 2, "federated.eval_every": 2}
+    config = small_config(**overrides, **{"federated.rounds": 3})
+    grid = FakeGrid(config, 4)
+    result = run_federation(grid, config, n_items=150)
+    assert "rmse" not in result["history"][0] and "rmse" in result["history"][1] and "rmse" in result["history"][2]
+    for rounds in (2, 3):
+        short = small_config(**overrides, **{"federated.rounds": rounds})
+        alone = run_federation(FakeGrid(short, 4), short, n_items=150)
+        assert result["history"][rounds - 1]["rmse"] == alone["rmse"]
+        assert result["history"][rounds - 1]["mae"] == alone["mae"]
+    evaluations = [m for m in grid.sent if m.content.config_records[protocol.CONFIG]["task"] == protocol.TASK_EVALUATE]
+    assert sorted(m.metadata.dst_node_id for m in evaluations) == sorted(node_ids(4) * 2)  # rounds 2 and 3, everyone
+    for message in grid.sent:  # a train message carries the known-items mask only when it also evaluates
+        settings = message.content.config_records[protocol.CONFIG]
+        if settings["task"] == protocol.TASK_TRAIN:
+            assert "known" not in message.content.array_records[protocol.ITEM]
+
+
+def test_clients_follow_the_servers_settings_not_their_own():
+    """Deployed clients do not know the run's configuration: model, federated and eval settings come with every
+    message. Clients built with the defaults train and evaluate exactly as clients given the server's config."""
+    server_config = small_config(**{"eval.top_k": 3, "eval.relevant_threshold": 3.0, "federated.rounds": 2,
+                                    "federated.client_lr": 0.1, "model.reg": 0.02})
+    own = run_federation(FakeGrid(server_config, 4), server_config, n_items=150)
+    # The clients' own configuration: the data, and their own policy (this plain-sum test lets them answer plain).
+    data_only = load_config(None, {**{key: value for key, value in SMALL.items() if key.startswith("synthetic.")},
+                                   "secagg.require_secure": False})
+    assert data_only.eval.top_k == 10 and data_only.model.factors != 8
+    other = run_federation(FakeGrid(data_only, 4), server_config, n_items=150)
+    assert {key: other[key] for key in ("rmse", "mae", "ndcg@3", "recall@3")} == \
+        {key: own[key] for key in ("rmse", "mae", "ndcg@3", "recall@3")}
+    np.testing.assert_array_equal(other["item_model"]["q"], own["item_model"]["q"])
+
+
+def test_clients_that_leave_are_not_asked_and_clients_that_join_take_part():
+    nodes = node_ids(4)
+
+    class ChangingGrid(FakeGrid):
+        present = nodes[:3]
+
+        def get_node_ids(self):
+            return list(self.present)
+
+    config = small_config(**{"federated.num_clients": 3, "federated.rounds": 3, "federated.eval_every": 3})
+    grid = ChangingGrid(config, 4)
+
+    def after_round(entry):
+        if entry["round"] == 1:
+            grid.present = nodes[1:]  # node 0 left, node 3 joined
+
+    result = run_federation(grid, config, n_items=150, on_round=after_round)
+    asked = {r: sorted(m.metadata.dst_node_id for m in grid.sent
+                       if m.content.config_records[protocol.CONFIG]["task"] == protocol.TASK_TRAIN
+                       and m.content.config_records[protocol.CONFIG]["round"] == r) for r in (1, 2, 3)}
+    assert asked == {1: nodes[:3], 2: nodes[1:], 3: nodes[1:]}
+    assert [entry["clients"] for entry in result["history"]] == [3, 3, 3]
+    assert not any(entry["failures"] for entry in result["history"])
+
+
+def test_a_round_nobody_answers_is_skipped_and_its_evaluation_left_empty():
+    """Round 2 gets no reply at all: the evaluation of round 1 that rode on it is missing (not invented), round 2
+    is skipped, and round 3 trains and is evaluated."""
+    config = small_config(**{"federated.rounds": 3})
+    grid = FakeGrid(config, 4, fail={node: {"plain@2"} for node in node_ids(4)})
+    result = run_federation(grid, config, n_items=150)
+    first, second, third = result["history"]
+    assert "rmse" not in first and "skipped" not in first
+    assert second["skipped"] == "0 replies, fewer than min_clients = 1" and second["clients"] == 0
+    assert "skipped" not in third and third["clients"] == 4 and np.isfinite(third["rmse"])
+
+
+def test_a_round_with_exactly_min_clients_trains():
+    config = small_config(**{"federated.min_clients": 3, "federated.rounds": 2})
+    result = run_federation(FakeGrid(config, 4, fail={node_ids(4)[2]: {"train"}}), config, n_items=150)
+    assert [entry["clients"] for entry in result["history"]] == [3, 3]
+    assert not any("skipped" in entry for entry in result["history"])
+
+
+def test_a_small_fraction_still_samples_one_client():
+    config = small_config(**{"federated.fraction": 0.1, "federated.rounds": 2})
+    result = run_federation(FakeGrid(config, 4), config, n_items=150)
+    assert [entry["sampled"] for entry in result["history"]] == [1, 1]
+
+
+def test_waiting_for_clients_returns_once_enough_joined_or_fails_naming_the_count():
+    from fedrec.server.federation import wait_for_nodes
+
+    class Joining:
+        calls = 0
+
+        def get_node_ids(self):
+            self.calls += 1
+            return [7, 3, 5][: 1 + self.calls]
+
+    assert wait_for_nodes(Joining(), 3, timeout=10) == [3, 5, 7]
+    with pytest.raises(FedrecError, match="only 3 of 4 clients connected within 0.6 s"):
+        wait_for_nodes(Joining(), 4, timeout=0.6)
+
+
+def test_each_round_is_reported_once_when_complete_and_the_result_describes_the_run():
+    config = small_config(**{"federated.eval_every": 2, "federated.rounds": 5})
+    reported: list[dict] = []
+    result = run_federation(FakeGrid(config, 4), config, n_items=150, on_round=lambda entry: reported.append(dict(entry)))
+    assert [entry["round"] for entry in reported] == [1, 2, 3, 4, 5]
+    assert ["rmse" in entry for entry in reported] == [False, True, False, True, True]  # reported after its evaluation
+    assert reported == result["history"]
+    assert result["rounds"] == 5 and result["num_clients"] == 4 and 0 < result["wall_seconds"] < 120
+    assert 0 < sum(entry["seconds"] for entry in reported) < result["wall_seconds"]
+    assert result["rmse"] == reported[-1]["rmse"]
+
+
+def test_no_answer_to_the_statistics_round_is_one_clear_error():
+    config = small_config()
+    grid = FakeGrid(config, 4, fail={node: {"stats"} for node in node_ids(4)})
+    first, second = node_ids(4)[:2]
+    with pytest.raises(FedrecError, match=f"no client answered the statistics round: node {first}: no reply within "
+                                          f"300 s; node {second}: no reply"):
+        run_federation(grid, config, n_items=150)

@@ -214,3 +214,24 @@ def test_optimizer_state_survives_load_state(name: str) -> None:
     for g in grads[3:]:
         fresh.step(w_fresh, g)
     assert not np.allclose(w_fresh["w"], w_straight["w"])
+
+
+def test_model_is_float32_and_initial_biases_are_zero() -> None:
+    """The model is float32 throughout (half the memory and bytes on the wire); biases start at zero."""
+    rng = np.random.default_rng(0)
+    user = mf.init_user_side(5, 3, 0.1, rng)
+    item = mf.init_item_side(4, 3, 0.1, 3.5, rng)
+    for array in (user.p, user.bu, item.q, item.bi):
+        assert array.dtype == np.float32
+    assert user.p.shape == (5, 3) and item.q.shape == (4, 3) and item.mu == 3.5
+    assert not user.bu.any() and not item.bi.any() and 0.05 < user.p.std() < 0.2
+    data, user, item = tiny_problem(np.float32)
+    assert data.users.dtype == data.items.dtype == np.int64 and data.values.dtype == np.float64
+    _, _, user_grads, item_grads = mf.loss_and_gradients(data, user, item, REG, BIAS_REG)
+    assert all(g.dtype == np.float32 for g in (*user_grads.values(), *item_grads.values()))
+
+
+def test_ranking_scores_are_factor_products_plus_item_bias() -> None:
+    _, user, item = tiny_problem(np.float64)
+    users = np.array([4, 0])
+    np.testing.assert_allclose(mf.score_all_items(user, item, users), user.p[users] @ item.q.T + item.bi, rtol=1e-12)

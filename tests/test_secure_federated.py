@@ -1,9 +1,13 @@
-"""Secure aggregation inside federated training: same model as the plain sum, dropouts, aborts, no plaintext."""
+"""Secure aggregation inside federated training: same model as the plain sum, dropouts, aborts, no plaintext.
+(Secure aggregation on Flower's simulation engine: tests/test_federated.py::test_flower_simulation_engine_end_to_end.)"""
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
+from flwr.app import Message
 
 from fedrec.server.federation import run_federation
 from fedrec.shared import protocol
@@ -44,44 +48,59 @@ def test_no_plain_vector_reaches_the_server():
             assert np.median(masked.astype(np.float64)) > 2.0**60
 
 
-@pytest.mark.parametrize("stage", ["secagg.advertise", "secagg.share_keys", "secagg.masked_input", "secagg.unmask"])
-def test_a_client_dropping_at_any_stage_does_not_stop_training(stage):
+@pytest.mark.parametrize("stage, left_out", [("secagg.advertise", True), ("secagg.share_keys", True),
+                                              ("secagg.masked_input", True), ("secagg.unmask", False)])
+def test_a_client_dropping_at_any_stage_gives_the_plain_run_of_the_clients_in_the_sum(stage, left_out):
+    """Node 2 drops at one stage of every secure sum. Before its masked input is in, it is left out of every
+    sum: the run equals a plain run without it. Once its masked input is in (a drop at unmasking), the others'
+    shares unmask the sum, which includes it: the run equals the plain run of all six."""
     nodes = node_ids(6)
-    result, _ = run(True, fail={nodes[2]: {stage}})
-    assert all("skipped" not in entry for entry in result["history"])
-    assert np.isfinite(result["rmse"])
-
-
-def test_dropout_in_masked_input_gives_the_sum_of_the_survivors():
-    """Node 3 misses round 2's training: the secure round equals a plain round without it."""
-    nodes = node_ids(6)
-    fail = {nodes[3]: {"secagg.masked_input@2"}}
-    secure, _ = run(True, fail=fail)
-    plain, _ = run(False, fail={nodes[3]: {"plain@2"}})
-    assert secure["history"][1]["clients"] == 5
+    secure, _ = run(True, fail={nodes[2]: {stage}})
+    plain, _ = run(False, fail={nodes[2]: {"plain"}} if left_out else None)
+    assert [entry["clients"] for entry in secure["history"]] == [5 if left_out else 6] * 4
+    assert [entry["clients"] for entry in plain["history"]] == [entry["clients"] for entry in secure["history"]]
+    assert [e["rmse"] for e in secure["history"]] == pytest.approx([e["rmse"] for e in plain["history"]], abs=1e-5)
     np.testing.assert_allclose(secure["item_model"]["q"], plain["item_model"]["q"], atol=1e-5)
+    failures = [failure for entry in secure["history"] for failure in entry["failures"]]
+    assert failures and all(str(nodes[2]) in failure for failure in failures)  # nobody else was blamed
 
 
-def test_too_few_survivors_aborts_the_round_loudly_and_training_goes_on():
+class ReplayGrid(FakeGrid):
+    """At one stage, node `liar` answers with a copy of node `victim`'s reply to that stage from an earlier
+    round (or this one): a reply carrying another client's identity, as a malicious client could replay."""
+
+    def __init__(self, config, num_nodes: int, liar: int, victim: int, stage: str, round_number: int, from_round: int,
+                 fail=None):
+        super().__init__(config, num_nodes, fail=fail)
+        self.liar, self.victim, self.stage, self.round, self.from_round = liar, victim, stage, round_number, from_round
+        self.kept: dict[int, Message] = {}
+
+    def send_and_receive(self, messages, *, timeout=None):
+        replies = super().send_and_receive(messages, timeout=timeout)
+        config = messages[0].content.config_records[protocol.CONFIG]
+        if config["stage"] == self.stage and config["round"] == self.from_round:
+            self.kept.update({reply.metadata.src_node_id: reply for reply in replies})
+        if config["stage"] != self.stage or config["round"] != self.round:
+            return replies
+        to_liar = next(m for m in messages if m.metadata.dst_node_id == self.liar)
+        forged = Message(content=copy.deepcopy(self.kept[self.victim].content), reply_to=to_liar)
+        return [forged if reply.metadata.src_node_id == self.liar else reply for reply in replies]
+
+
+@pytest.mark.parametrize("liar, victim, from_round", [(3, 1, 2), (1, 3, 2), (1, 3, 1)])
+def test_a_secure_reply_from_the_wrong_node_is_rejected(liar, victim, from_round):
+    """In round 2 a node sends another node's masked input (this round's, or the previous round's while that
+    node has dropped): the liar is left out of the sum and the victim counted at most once, so round 2 trains
+    on exactly what a plain round without them trains on."""
     nodes = node_ids(6)
-    fail = {node: {"secagg.masked_input@2"} for node in nodes[:5]}
-    result, _ = run(True, fail=fail, **{"federated.eval_every": 4})
-    second = result["history"][1]
-    assert "skipped" in second
-    assert any("aborted" in failure for failure in second["failures"])
-    assert "skipped" not in result["history"][2]  # the next round sets up a new cohort and trains
-
-
-@pytest.mark.flower
-def test_secure_simulation_on_the_flower_engine(tmp_path):
-    from fedrec.shared.cli import main
-
-    common = ["simulate", "--set", "synthetic.n_users=90", "--set", "synthetic.n_items=120",
-              "--set", "synthetic.n_ratings=3000", "--factors", "4", "--num-clients", "3", "--rounds", "2",
-              "--model-out", str(tmp_path / "item.npz")]
-    assert main([*common, "--secure", "--json", str(tmp_path / "secure.json")]) == 0
-    import json
-
-    secure = json.loads((tmp_path / "secure.json").read_text())
-    assert [entry["clients"] for entry in secure["history"]] == [3, 3]
-    assert np.isfinite(secure["rmse"])
+    # Two of six may be missing from round 2: the announced dropout bound must allow it (6 x 0.4).
+    config = load_config(None, {**SMALL, "federated.secure": True, "secagg.dropout_bound": 0.4})
+    victim_drops = from_round != 2
+    grid = ReplayGrid(config, 6, nodes[liar], nodes[victim], "secagg.masked_input", 2, from_round,
+                      fail={nodes[victim]: {"secagg.masked_input@2"}} if victim_drops else None)
+    secure = run_federation(grid, config, n_items=150)
+    left_out = [nodes[liar]] + ([nodes[victim]] if victim_drops else [])
+    plain, _ = run(False, fail={node: {"plain@2"} for node in left_out})
+    assert [entry["clients"] for entry in secure["history"]] == [6, 6 - len(left_out), 6, 6]
+    assert any(str(nodes[liar]) in failure for failure in secure["history"][1]["failures"])
+    assert secure["history"][0]["rmse"] == pytest.approx(plain["history"][0]["rmse"], abs=1e-6)  # round 1, evaluated in round 2
