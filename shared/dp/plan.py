@@ -77,7 +77,6 @@ def plan_run(config, n_items: int, n_users: int | None) -> DPPlan:
     dimensions = {STATS: len(DP_STATS_SCALARS), TRAIN: train_length(n_items, config.model.factors),
                   EVALUATE: len(DP_EVAL_SCALARS)}
     planned = {STATS: 1, TRAIN: fed.rounds, EVALUATE: evaluations_planned(fed.rounds, fed.eval_every)}
-    draft = DPPlan(dp.epsilon, delta, 1.0, clips, dimensions, planned)
 
     def spent(z: float) -> float:
         return DPPlan(dp.epsilon, delta, z, clips, dimensions, planned).spent(planned)
@@ -98,7 +97,7 @@ def plan_run(config, n_items: int, n_users: int | None) -> DPPlan:
         raise BudgetError(f"epsilon {dp.epsilon} at delta {delta:.3g} cannot cover {planned[TRAIN]} rounds and "
                           f"{planned[EVALUATE]} evaluations: it needs a noise multiplier of {high:.3g}, more than the "
                           "fixed-point sum can carry; raise the budget or plan fewer rounds or evaluations")
-    return DPPlan(draft.epsilon, delta, high, clips, dimensions, planned)
+    return DPPlan(dp.epsilon, delta, high, clips, dimensions, planned)
 
 
 def privacy_level(config) -> str:
