@@ -74,6 +74,22 @@ def test_prg_deterministic_and_seed_dependent():
         prg.expand(b"short", 4)
 
 
+def test_prg_apply_adds_and_subtracts_the_stream_in_place_and_expand_results_do_not_alias():
+    s1, s2 = secrets.token_bytes(32), secrets.token_bytes(32)
+    a, b = prg.expand(s1, 1000), prg.expand(s2, 1000)
+    assert (a != prg.expand(s2, 1000)).mean() > 0.99  # a is its own copy, not the scratch buffer
+    y = np.arange(1000, dtype=np.uint64)
+    prg.apply(y, s1, +1)
+    np.testing.assert_array_equal(y, np.arange(1000, dtype=np.uint64) + a)
+    prg.apply(y, s2, -1)
+    np.testing.assert_array_equal(y, np.arange(1000, dtype=np.uint64) + a - b)
+    prg.apply(y, s1, -1)
+    prg.apply(y, s2, +1)
+    np.testing.assert_array_equal(y, np.arange(1000, dtype=np.uint64))
+    with pytest.raises(ValueError, match="sign"):
+        prg.apply(y, s1, 0)
+
+
 def test_agree_is_symmetric_and_info_bound():
     a, b = keys.generate(), keys.generate()
     k = keys.agree(a, keys.public_raw(b), b"x")
@@ -99,17 +115,42 @@ def test_shamir_any_t_reconstruct_and_t_minus_1_do_not():
         try:
             assert shamir.combine(list(subset), t - 1) != secret
         except SecAggAbort:
-            pass  # value did not even fit in 32 bytes
+            pass  # a chunk did not even fit in its 30 bits
 
 
-def test_shamir_share_bytes_roundtrip_and_validation():
+def test_shamir_t_minus_1_shares_are_uniform_whatever_the_secret():
+    """Perfect secrecy, checked statistically: the first t-1 shares of two very different secrets have the
+    same (uniform) distribution in every chunk; a dealer whose random coefficients were weak would fail."""
+    xs, t, n = [3, 5, 8], 3, 4000
+    for secret in (bytes(32), b"\xff" * 32):
+        words = np.array([np.frombuffer(b"".join(shamir.split(secret, xs, t)[:2]), dtype=">u4") for _ in range(n)])
+        top_bit = (words >> 30) & 1  # uniform on [0, 2^31 - 1): the top bit is set about half the time
+        assert abs(top_bit.mean() - 0.5) < 0.02
+        assert len(np.unique(words[:, 0])) > 0.99 * n
+
+
+def test_shamir_large_threshold_and_indices_are_exact():
+    """Thresholds and x-coordinates as large as real cohorts give (no overflow in the field arithmetic)."""
+    secret = secrets.token_bytes(32)
+    xs = list(range(2**31 - 300, 2**31 - 1))
+    t = 150
+    ys = shamir.split(secret, xs, t)
+    assert shamir.combine(list(zip(xs, ys))[-t:], t) == secret
+    assert shamir.combine(list(zip(xs, ys))[::2][:t], t) == secret
+
+
+def test_shamir_share_bytes_validation():
     y = shamir.split(b"\xff" * 32, [1, 2, 3], 2)[0]
-    raw = shamir.share_to_bytes(y)
-    assert len(raw) == 66 and shamir.share_from_bytes(raw) == y
+    assert len(y) == shamir.SHARE_BYTES == 36
+    assert shamir.share_values(y).tolist() == np.frombuffer(y, dtype=">u4").tolist()
     with pytest.raises(ValueError):
-        shamir.share_from_bytes(b"\xff" * 66)  # beyond the prime
+        shamir.share_values(b"\xff" * 36)  # beyond the prime
+    with pytest.raises(ValueError):
+        shamir.share_values(b"\x00" * 35)
     with pytest.raises(ValueError):
         shamir.split(b"x" * 32, [0, 1], 2)  # x = 0 would reveal the secret
+    with pytest.raises(SecAggAbort, match="malformed"):
+        shamir.combine([(1, y), (2, b"\xff" * 36)], 2)
 
 
 # ----- AEAD

@@ -181,6 +181,29 @@ def test_refuses_both_secrets_of_one_client_b_then_s():
         c.call(j, lambda cl: cl.unmask(evil))
 
 
+def test_refuses_an_older_s_key_after_later_b_shares_and_keeps_one_record_per_client():
+    """After three rounds a member has opened b shares of generations 0, 1 and 2 of every survivor. The
+    generation-0 s key of one of them (which made that client's round-0 pairwise masks) is still refused,
+    and the member's record of what it revealed holds one entry per client, not one per round."""
+    c = InProcessCohort(10, seed=7)
+    cohort = c.setup()
+    s_ct = dict(c.server._s_ct)  # generation-0 sealed s shares
+    for r in range(3):
+        c.round(r, inputs(cohort, seed=r))
+    j = c.server.committee[0]
+    state = c.states[j]
+    assert len(state["rev_b_from"]) == len(set(state["rev_b_from"])) == len(cohort)
+    assert set(state["rev_b_gen"]) == {2}
+    reqs = c.server.masked_input_requests(3)
+    d = cohort[2]
+    evil = {M.STAGE: M.UNMASK, M.COHORT_ID: c.server.cohort_id, M.ROUND: 3,
+            M.SURVIVORS: [u for u in cohort if u != d], M.DROPPED: [d], M.B_FROM: [], M.B_GEN: [], M.B_CT: [],
+            M.S_FROM: [d], M.S_GEN_OF: [0], M.S_CT: [s_ct[(d, j)]]}
+    assert reqs  # the server is in round 3; the member is asked out of turn
+    with pytest.raises(SecAggRefusal, match="b share was revealed"):
+        c.call(j, lambda cl: cl.unmask(evil))
+
+
 def test_refuses_both_secrets_of_one_client_s_then_b():
     c, j, req, _, replies = _round_with_unmask_request(late=[5])
     assert req[M.DROPPED] == [5]

@@ -40,7 +40,7 @@ class SecAggClient:
         self.threshold = 0
         self.seal_keys: dict[int, bytes] = {}  # peer index -> AEAD key (cached ECDH of c keys)
         self.revealed_s: set[tuple[int, int]] = set()  # (client, s generation) whose s share we opened
-        self.revealed_b: set[tuple[int, int]] = set()  # (client, s generation used) whose b share we opened
+        self.revealed_b: dict[int, int] = {}  # client -> highest s generation used in a round whose b share we opened
 
     def refuse(self, why: str) -> SecAggRefusal:
         return SecAggRefusal(f"client {self.index}: {why}")
@@ -122,13 +122,10 @@ class SecAggClient:
             fixedpoint.encode(x, plan.frac_bits, plan.bound)  # the same range check as without noise
             y = encode_noised(x, share.client_mu, frac_bits=plan.frac_bits, bound=plan.bound)
         b = secrets.token_bytes(prg.SEED_BYTES)
-        y += prg.expand(b, y.size)  # uint64 arithmetic wraps mod 2^64
+        prg.apply(y, b, +1)  # uint64 arithmetic wraps mod 2^64
         for v in nbrs:
             k = keys.agree(self.s_sk, pks[v], keys.pair_info(self.run_id, self.cohort_id, r, self.index, v))
-            if self.index < v:
-                y += prg.expand(k, y.size)
-            else:
-                y -= prg.expand(k, y.size)
+            prg.apply(y, k, +1 if self.index < v else -1)
         # A fresh s key every round: s keys are revealed when a client is declared dropped, and with one s
         # key per cohort that would also give the server the pairwise masks of every EARLIER round, whose
         # self-masks it already learnt because the client survived them. With one s key per round,
@@ -155,11 +152,10 @@ class SecAggClient:
                               f"(in cohort {self.cohort_id})")
 
     def _seal_shares(self, secret: bytes, round_: int, gen: int, kind: str) -> tuple[list[bytes], list[bytes]]:
-        ys = shamir.split(secret, self.committee, self.threshold)
+        shares = shamir.split(secret, self.committee, self.threshold)
         sealed, digests = [], []
-        for j, y in zip(self.committee, ys):
+        for j, plain in zip(self.committee, shares):
             ad = aead.share_ad(self.index, j, self.cohort_id, round_, gen, kind)
-            plain = shamir.share_to_bytes(y)
             sealed.append(aead.seal(self.seal_keys[j], plain, ad))
             digests.append(aead.share_digest(plain, ad))
         return sealed, digests
@@ -176,7 +172,7 @@ class SecAggClient:
             "committee": self.committee, "threshold": self.threshold,
             "key_ids": list(self.seal_keys), "keys": list(self.seal_keys.values()),
             "rev_s_from": [u for u, _ in sorted(self.revealed_s)], "rev_s_gen": [g for _, g in sorted(self.revealed_s)],
-            "rev_b_from": [u for u, _ in sorted(self.revealed_b)], "rev_b_gen": [g for _, g in sorted(self.revealed_b)],
+            "rev_b_from": sorted(self.revealed_b), "rev_b_gen": [self.revealed_b[u] for u in sorted(self.revealed_b)],
         }
 
     @classmethod
@@ -193,5 +189,5 @@ class SecAggClient:
         c.threshold = int(d["threshold"])
         c.seal_keys = {k: bytes(v) for k, v in zip(lists["key_ids"], d["keys"])}
         c.revealed_s = set(zip(lists["rev_s_from"], lists["rev_s_gen"]))
-        c.revealed_b = set(zip(lists["rev_b_from"], lists["rev_b_gen"]))
+        c.revealed_b = dict(zip(lists["rev_b_from"], lists["rev_b_gen"]))
         return c

@@ -3,7 +3,9 @@
 The refusals are what keep the server from learning an individual input:
 - it must never obtain both the self-mask seed b_u^r and the s key that made u's pairwise masks of round r
   (a strict-majority threshold means two disjoint quorums cannot exist, so some honest member would be
-  asked for both, and the persisted revealed_b / revealed_s sets make it refuse the second);
+  asked for both, and the persisted revealed_b / revealed_s records make it refuse the second; since a
+  client's s-key generations only grow, revealed_b keeps the highest generation per client, and any s key
+  up to it is refused: the record stays one entry per client however long the run);
 - it must not unmask survivors whose masks no longer hide them: too few survivors, more dropouts than the
   announced bound, a survivor left with too few surviving neighbours, or survivors split into groups whose
   separate sums would each be revealed. The member recomputes the mask graph itself from the public seed.
@@ -39,7 +41,8 @@ def unmask(client, req: dict) -> dict:
         (not {u for u, _, _ in b_req} <= U or not {d for d, _, _ in s_req} <= D,
          "b shares asked for non-survivors or s shares for non-dropped clients"),
         ({(u, g) for u, g, _ in b_req} & client.revealed_s, "b share asked of a client whose s key was revealed"),
-        ({(d, g) for d, g, _ in s_req} & client.revealed_b, "s key asked of a client whose b share was revealed"),
+        ([d for d, g, _ in s_req if g <= client.revealed_b.get(d, -1)],
+         "s key asked of a client whose b share was revealed"),
     ]
     for bad, why in problems:
         if bad:
@@ -52,14 +55,15 @@ def unmask(client, req: dict) -> dict:
         if why := graph.survivors_problem(mask_graph, sorted(U), plan.min_neighbours):
             raise client.refuse(f"refuses to unmask round {r}: {why}")
     out = {M.STAGE: M.UNMASK, M.COHORT_ID: client.cohort_id, M.ROUND: r, M.INDEX: me}
-    b_from, out[M.B_SHARE], out[M.REJECTED_B] = _open_all(client, b_req, r, "b", client.revealed_b)
-    s_from, out[M.S_SHARE], out[M.REJECTED_S] = _open_all(client, s_req, aead.NO_ROUND, "s", client.revealed_s)
+    b_from, out[M.B_SHARE], out[M.REJECTED_B] = _open_all(client, b_req, r, "b")
+    s_from, out[M.S_SHARE], out[M.REJECTED_S] = _open_all(client, s_req, aead.NO_ROUND, "s")
     out[M.B_FROM], out[M.S_FROM] = b_from, s_from
     return out
 
 
-def _open_all(client, reqs, round_: int, kind: str, revealed: set) -> tuple[list[int], list[bytes], list[int]]:
-    """Open each sealed share; a share that fails authentication is listed, not fatal to the others."""
+def _open_all(client, reqs, round_: int, kind: str) -> tuple[list[int], list[bytes], list[int]]:
+    """Open each sealed share and record it as revealed; a share that fails authentication is listed, not
+    fatal to the others."""
     ok_from, ok_share, rejected = [], [], []
     for sender, gen, ct in reqs:
         ad = aead.share_ad(sender, client.index, client.cohort_id, round_, gen, kind)
@@ -71,7 +75,10 @@ def _open_all(client, reqs, round_: int, kind: str, revealed: set) -> tuple[list
             log.warning("%s", e)
             rejected.append(sender)
             continue
-        revealed.add((sender, gen))
+        if kind == "b":
+            client.revealed_b[sender] = max(gen, client.revealed_b.get(sender, -1))
+        else:
+            client.revealed_s.add((sender, gen))
         ok_from.append(sender)
         ok_share.append(share)
     return ok_from, ok_share, rejected

@@ -28,7 +28,8 @@ def collect_shares(replies: dict[int, dict], survivors: list[int], dropped: list
                 try:
                     if (u, kind) not in pts or aead.share_digest(share, ad) != digests.get((u, kind, j)):
                         raise ValueError("not the committed share")
-                    pts[(u, kind)][j] = shamir.share_from_bytes(share)
+                    shamir.share_values(share)  # well formed
+                    pts[(u, kind)][j] = share
                 except ValueError:
                     rejected.append((u, j, kind))
     return pts, rejected
@@ -47,7 +48,7 @@ def unmasked_total(masked: dict[int, np.ndarray], b_commit: dict[int, bytes], pt
         if hashlib.sha256(b).digest() != b_commit[u]:
             raise SecAggAbort(f"round {round_}: the reconstructed b_{u} does not match its commitment")
         total += y
-        total -= prg.expand(b, length)
+        prg.apply(total, b, -1)
     for (d, kind), points in pts.items():
         if kind != "s":
             continue
@@ -57,10 +58,7 @@ def unmasked_total(masked: dict[int, np.ndarray], b_commit: dict[int, bytes], pt
         for v in graph[d]:
             if v in masked:  # v added +PRG(k) if v < d, else -PRG(k): take it back out
                 k = keys.agree(sk, s_pk[v], keys.pair_info(run_id, cohort_id, round_, d, v))
-                if v < d:
-                    total -= prg.expand(k, length)
-                else:
-                    total += prg.expand(k, length)
+                prg.apply(total, k, -1 if v < d else +1)
     return total
 
 

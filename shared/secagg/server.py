@@ -7,7 +7,7 @@ import logging
 
 import numpy as np
 
-from fedrec.shared.secagg import fixedpoint, graph, reconstruct
+from fedrec.shared.secagg import fixedpoint, graph, reconstruct, shamir
 from fedrec.shared.secagg import messages as M
 from fedrec.shared.secagg.errors import SecAggAbort
 from fedrec.shared.secagg.params import CohortPlan, SecAggParams
@@ -83,8 +83,8 @@ class SecAggServer:
     # ----- setup
     def advertise_requests(self, indices: list[int]) -> dict[int, dict]:
         """Stage 1 requests for the candidate clients (indices 1..n, also their Shamir x-coordinates)."""
-        if any(i < 1 for i in indices):
-            raise ValueError("client indices must be >= 1 (they are Shamir x-coordinates)")
+        if any(not 1 <= i < shamir.PRIME for i in indices):
+            raise ValueError(f"client indices must be in [1, {shamir.PRIME}) (they are Shamir x-coordinates)")
         self.needs_setup = True
         self._open(M.ADVERTISE, indices)
         return {i: {M.STAGE: M.ADVERTISE, M.RUN_ID: self.run_id, M.COHORT_ID: self.cohort_id, M.INDEX: i,
