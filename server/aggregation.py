@@ -54,10 +54,18 @@ def record_bytes(content: RecordDict) -> int:
     return total
 
 
-def build_content(config: dict, arrays: dict[str, np.ndarray]) -> RecordDict:
+def item_record(arrays: dict[str, np.ndarray]) -> ArrayRecord | None:
+    """The model arrays as one record, serialised once and shared by every message of an exchange."""
+    if not arrays:
+        return None
+    return ArrayRecord({key: Array(np.ascontiguousarray(value)) for key, value in arrays.items()})
+
+
+def build_content(config: dict, arrays: dict[str, np.ndarray] | ArrayRecord | None) -> RecordDict:
     records = {protocol.CONFIG: ConfigRecord(config)}
-    if arrays:
-        records[protocol.ITEM] = ArrayRecord({key: Array(np.ascontiguousarray(value)) for key, value in arrays.items()})
+    record = arrays if isinstance(arrays, ArrayRecord) or arrays is None else item_record(arrays)
+    if record is not None:
+        records[protocol.ITEM] = record
     return RecordDict(records)
 
 

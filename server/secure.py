@@ -6,10 +6,10 @@ import logging
 import os
 
 import numpy as np
-from flwr.app import RecordDict
+from flwr.app import ArrayRecord, RecordDict
 from flwr.serverapp import Grid
 
-from fedrec.server.aggregation import SumResult, build_content, exchange, record_bytes
+from fedrec.server.aggregation import SumResult, build_content, exchange, item_record, record_bytes
 from fedrec.shared.config import FedrecConfig
 from fedrec.shared.secagg import messages as M
 from fedrec.shared.secagg.errors import SecAggAbort
@@ -20,7 +20,7 @@ from fedrec.shared.secagg.server import SecAggServer
 log = logging.getLogger("fedrec.server")
 
 
-def secagg_content(task_config: dict, payload: dict, item_arrays: dict[str, np.ndarray]) -> RecordDict:
+def secagg_content(task_config: dict, payload: dict, item_arrays: dict[str, np.ndarray] | ArrayRecord | None) -> RecordDict:
     """A message carrying one secure-aggregation stage (and, for the masked input, the task to compute)."""
     content = build_content({**task_config, "stage": f"secagg.{payload[M.STAGE]}"}, item_arrays)
     for name, record in payload_records(payload).items():
@@ -43,7 +43,8 @@ class SecureSum:
 
     def _stage(self, requests: dict[int, dict], task_config: dict, item_arrays: dict, group: str, result: SumResult) -> None:
         """Send one stage's requests, feed the replies to the protocol server, count the bytes."""
-        contents = {self.node_of[i]: secagg_content(task_config, req, item_arrays) for i, req in requests.items()}
+        model = item_record(item_arrays)  # one copy of the model for every message, as in the plain sum
+        contents = {self.node_of[i]: secagg_content(task_config, req, model) for i, req in requests.items()}
         replies, sent = exchange(self.grid, contents, group, self.timeout)
         result.bytes_down += sent
         for node in sorted(replies):

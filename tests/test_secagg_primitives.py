@@ -245,3 +245,25 @@ def test_params_validation():
     strong, weak = SecAggParams(), SecAggParams(colluder_fraction=0.1)
     assert "colluder fraction" in weak.at_least_as_strong_as(strong)
     assert strong.at_least_as_strong_as(strong) == ""
+
+
+# ----- records (the wire format of payloads)
+def test_payload_records_round_trip_packed_lists_and_reject_malformed_packing():
+    from flwr.app import ConfigRecord, RecordDict
+
+    from fedrec.shared import protocol
+    from fedrec.shared.secagg.records import payload_records, read_payload
+
+    payload = {"stage": "masked_input", "index": 3, "ids": [5, 1, 2**40], "cts": [b"a" * 36, b"b" * 36],
+               "hashes": [], "mixed": [b"x", b"yy"], "flag": True, "vec": np.arange(4, dtype=np.uint64)}
+    content = RecordDict(payload_records(payload))
+    back = read_payload(content)
+    assert {k: v for k, v in back.items() if k != "vec"} == {k: v for k, v in payload.items() if k != "vec"}
+    np.testing.assert_array_equal(back["vec"], payload["vec"])
+    config = dict(content.config_records[protocol.SECAGG])
+    assert config["cts|bytes36"] == b"a" * 36 + b"b" * 36 and config["ids|int64"] == np.array([5, 1, 2**40], ">i8").tobytes()
+    for key, value, why in [("cts|bytes36", b"a" * 40, "not a multiple of 36"), ("ids|int64", b"x" * 7, "multiple of 8"),
+                            ("ids|float", b"x" * 8, "unknown packing"), ("cts|bytes36", "text", "not bytes")]:
+        bad = RecordDict({protocol.SECAGG: ConfigRecord({"stage": "unmask", key: value})})
+        with pytest.raises(ValueError, match=why):
+            read_payload(bad)
