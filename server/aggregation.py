@@ -15,9 +15,10 @@ from fedrec.shared import protocol
 
 log = logging.getLogger("fedrec.server")
 # Flower 1.42's send_and_receive sleeps a fixed 3 s (deployment) or 0.1 s (simulation) between pulls; fedrec
-# polls every 10 ms, backing off to 50 ms, so an exchange ends within about 50 ms of its last reply (a pull is
-# one cheap call to the SuperLink, or a dictionary look-up in simulation).
-POLL_FIRST_SECONDS, POLL_MAX_SECONDS, POLL_GROWTH = 0.01, 0.05, 1.25
+# polls every 5 ms, backing off to 20 ms, so an exchange ends within about 20 ms of its last reply (a pull is
+# one cheap call to the SuperLink, or a dictionary look-up in simulation). A secure round has two exchanges
+# to a plain round's one, so this latency counts twice in it.
+POLL_FIRST_SECONDS, POLL_MAX_SECONDS, POLL_GROWTH = 0.005, 0.02, 1.25
 
 
 @dataclass

@@ -28,7 +28,8 @@ COLUMNS = [
     ("n", "N", ""),
     ("fedrec_plain_s", "fedrec plain s/round", ".3f"),
     ("fedrec_secure_s", "fedrec secure s/round", ".3f"),
-    ("fedrec_ratio", "secure/plain", ".2f"),
+    ("fedrec_ratio", "secure/plain (median)", ".2f"),
+    ("fedrec_ratios", "each repeat", ""),
     ("flower_plain_s", "Flower plain s/round", ".3f"),
     ("flower_secaggplus_s", "Flower SecAgg+ s/round", ".3f"),
     ("flower_ratio", "SecAgg+/plain", ".2f"),
@@ -131,10 +132,20 @@ def run_flower(n: int, rounds: int, secure: bool, vector_length: int, num_shares
 
 def bench_size(n: int, args: argparse.Namespace, vector_length: int) -> dict[str, Any]:
     runs: dict[str, Any] = {}
-    for secure in (False, True):
-        label = f"fedrec_{'secure' if secure else 'plain'}"
-        runs[label] = run_fedrec(n, args.rounds, secure)
-        print(f"N={n} {label}: {runs[label]['median_s']:.3f} s/round {_fmt(runs[label]['seconds'])}", file=sys.stderr, flush=True)
+    # fedrec plain and secure alternate, --repeats times, the order swapped every repeat, so that a busy
+    # spell on a shared machine lands on both; the ratio reported is the median of the repeats' ratios.
+    repeats: list[dict[str, Any]] = []
+    for rep in range(args.repeats):
+        pair = {}
+        for secure in ((False, True) if rep % 2 == 0 else (True, False)):
+            label = f"fedrec_{'secure' if secure else 'plain'}"
+            pair[label] = run_fedrec(n, args.rounds, secure)
+            runs.setdefault(label, pair[label])  # the first repeat's run keeps its details
+            print(f"N={n} repeat {rep + 1} {label}: {pair[label]['median_s']:.3f} s/round {_fmt(pair[label]['seconds'])}",
+                  file=sys.stderr, flush=True)
+        repeats.append({"plain_s": pair["fedrec_plain"]["median_s"], "secure_s": pair["fedrec_secure"]["median_s"],
+                        "ratio": pair["fedrec_secure"]["median_s"] / pair["fedrec_plain"]["median_s"]})
+    runs["fedrec_repeats"] = repeats
     if not args.skip_flower:
         for secure in (False, True):
             label = f"flower_{'secaggplus' if secure else 'plain'}"
@@ -144,9 +155,11 @@ def bench_size(n: int, args: argparse.Namespace, vector_length: int) -> dict[str
     def median(label: str) -> float | None:
         return runs[label]["median_s"] if label in runs else None
 
-    row = {"n": n, **{f"{label}_s": median(label) for label in
-                      ("fedrec_plain", "fedrec_secure", "flower_plain", "flower_secaggplus")}}
-    row["fedrec_ratio"] = ratio(row["fedrec_secure_s"], row["fedrec_plain_s"])
+    row = {"n": n, **{f"{label}_s": median(label) for label in ("flower_plain", "flower_secaggplus")}}
+    row["fedrec_plain_s"] = statistics.median(r["plain_s"] for r in repeats)
+    row["fedrec_secure_s"] = statistics.median(r["secure_s"] for r in repeats)
+    row["fedrec_ratio"] = statistics.median(r["ratio"] for r in repeats)
+    row["fedrec_ratios"] = " ".join(f"{r['ratio']:.2f}" for r in repeats)
     row["flower_ratio"] = ratio(row["flower_secaggplus_s"], row["flower_plain_s"])
     row["fedrec_advertise_s"] = runs["fedrec_secure"]["exchanges"]["0.advertise"]
     row["fedrec_share_keys_s"] = runs["fedrec_secure"]["exchanges"]["0.share-keys"]
@@ -182,7 +195,8 @@ def _fmt(seconds: list[float]) -> str:
 
 
 def print_sizes(results: list[dict], args: argparse.Namespace, n_items: int, vector_length: int) -> None:
-    print(f"\nMedian seconds per round over rounds 2..{args.rounds - 1} of {args.rounds}; synthetic data "
+    print(f"\nMedian seconds per round over rounds 2..{args.rounds - 1} of {args.rounds} (fedrec: median over "
+          f"{args.repeats} alternating plain/secure repeats; the ratio is the median of each repeat's ratio); synthetic data "
           f"(1000 users, {n_items} items, 100k ratings), {FACTORS} factors, all clients every round. Flower: legacy "
           f"DefaultWorkflow, FedAvg, float32 vector of {vector_length}, SecAgg+ with {args.num_shares} shares, "
           f"threshold {args.threshold}.\n")
@@ -220,8 +234,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-flower", action="store_true", help="leave out Flower's SecAgg+ and plain runs")
     parser.add_argument("--skip-ml-latest", action="store_true", help="leave out the 610-client ml-latest-small run")
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help=f"MovieLens folder (default {DEFAULT_DATA_DIR})")
+    parser.add_argument("--repeats", type=int, default=1, help="fedrec plain/secure pairs per size, alternating (default 1)")
     parser.add_argument("--json", type=Path, metavar="OUT", help="also write every per-round time as JSON")
     args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
     if args.rounds < 3:
         parser.error("--rounds must be at least 3 (round 1 and round R are not timed)")
     if min(args.sizes) <= args.num_shares and not args.skip_flower:
