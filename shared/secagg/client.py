@@ -119,7 +119,7 @@ class SecAggClient:
             # multiplies the decoded sum back by the clip).
             x = np.asarray(x, dtype=np.float64) / noise[1]
             share = NoisePlan(noise[0], 1.0, x.size, len(cohort), plan.max_dropouts, plan.colluders, plan.frac_bits)
-            fixedpoint.encode(x, plan.frac_bits, plan.bound)  # the same range check as without noise
+            fixedpoint.check_range(x, plan.frac_bits, plan.bound)  # the same range check as without noise
             y = encode_noised(x, share.client_mu, frac_bits=plan.frac_bits, bound=plan.bound)
         b = secrets.token_bytes(prg.SEED_BYTES)
         prg.apply(y, b, +1)  # uint64 arithmetic wraps mod 2^64

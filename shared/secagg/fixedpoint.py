@@ -32,6 +32,12 @@ def encode(x: np.ndarray, frac_bits: int = DEFAULT_FRAC_BITS, bound: float = 1.0
 
     x is flattened in C order; the index in the error message is the flat index.
     """
+    x = check_range(x, frac_bits, bound)
+    return np.rint(x * 2.0**frac_bits).astype(np.int64).view(np.uint64)
+
+
+def check_range(x: np.ndarray, frac_bits: int = DEFAULT_FRAC_BITS, bound: float = 1.0) -> np.ndarray:
+    """x flattened to float64, or SecAggRangeError naming the first value beyond `bound` (NaN included)."""
     if not 0 <= frac_bits <= 52:
         raise ValueError(f"frac_bits must be in [0, 52], got {frac_bits}")
     if not (np.isfinite(bound) and 0 < bound * 2.0**frac_bits <= 2.0**_HEADROOM_BITS):
@@ -46,7 +52,7 @@ def encode(x: np.ndarray, frac_bits: int = DEFAULT_FRAC_BITS, bound: float = 1.0
             f"value {float(x[i])!r} at index {i} is outside the secure-aggregation bound ±{bound} "
             f"({bad.size} offending values); scale the update or raise the bound"
         )
-    return np.rint(x * 2.0**frac_bits).astype(np.int64).view(np.uint64)
+    return x
 
 
 def decode(total: np.ndarray, frac_bits: int = DEFAULT_FRAC_BITS) -> np.ndarray:
