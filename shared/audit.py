@@ -120,8 +120,12 @@ def recover_ratings(replies: tuple[np.ndarray, np.ndarray], items_sent: tuple[tu
 def differencing(sums: np.ndarray, participation: np.ndarray) -> np.ndarray:
     """Estimate a client's vector as the difference of two sums whose participant sets differ by that client alone.
 
-    participation: rounds x clients bool. Returns clients x dim estimates (averaged over all such pairs), NaN
-    rows for clients that never differ alone.
+    participation: rounds x clients bool, rows in the order the sums were released. When the two sums are
+    consecutive rounds a, a+1 and round a-1 had the same participants as round a, the difference is corrected
+    for the model's drift as a server would: the common clients' sum is assumed to move from round a to a+1 as
+    it did from a-1 to a (scaled by their share of round a). Returns clients x dim estimates (averaged over the
+    corrected pairs where a client has any, else over all its pairs), NaN rows for clients that never differ
+    alone.
     """
     b = np.asarray(participation, dtype=np.float64)
     sums = np.asarray(sums, dtype=np.float64)
@@ -130,8 +134,17 @@ def differencing(sums: np.ndarray, participation: np.ndarray) -> np.ndarray:
     delta = b[first] - b[second]  # +1 / -1 at the differing client
     client = np.argmax(np.abs(delta), axis=1)
     sign = delta[np.arange(len(client)), client]
+    difference = sums[first] - sums[second]
+    steady = (second == first + 1) & (first >= 1)
+    steady[steady] &= (b[first[steady] - 1] == b[first[steady]]).all(axis=1)
+    a = first[steady]
+    common = (b[a] * b[a + 1]).sum(axis=1) / b[a].sum(axis=1)
+    difference[steady] += (sums[a] - sums[a - 1]) * common[:, None]
+    # A client with drift-corrected pairs is estimated from those alone (the others carry the drift).
+    keep = steady | ~np.isin(client, client[steady])
+    client, sign, difference = client[keep], sign[keep], difference[keep]
     estimates = np.zeros((b.shape[1], sums.shape[1]))
-    np.add.at(estimates, client, sign[:, None] * (sums[first] - sums[second]))
+    np.add.at(estimates, client, sign[:, None] * difference)
     counts = np.bincount(client, minlength=b.shape[1]).astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         return estimates / counts[:, None]

@@ -55,6 +55,22 @@ def test_differencing_and_least_squares_are_exact_for_constant_vectors():
     assert dropped not in never
 
 
+def test_differencing_corrects_for_the_models_drift_as_a_server_would():
+    """Every client's vector moves by the same step each round (the model's drift); client 2 drops at round 3.
+    The plain difference of rounds 2 and 3 is off by the others' drift; the corrected one (drift measured over
+    rounds 1 to 2, with the same participants) is client 2's round-2 vector exactly, for a join as well."""
+    rng = np.random.default_rng(2)
+    base, step = rng.normal(size=(5, 6)), rng.normal(size=6)
+    participation = np.ones((4, 5), dtype=bool)
+    participation[3, 2] = False
+    sums = np.array([(base[p] + r * step).sum(axis=0) for r, p in enumerate(participation)])
+    np.testing.assert_allclose(audit.differencing(sums, participation)[2], base[2] + 2 * step, atol=1e-9)
+    joined = participation[::-1].copy()  # client 2 absent in round 0, back in round 1: no round before to measure drift
+    joined = np.vstack([joined[:1], joined[:1], joined[1:]])  # rounds 0, 1 without it, 2.. with it
+    sums = np.array([(base[p] + r * step).sum(axis=0) for r, p in enumerate(joined)])
+    np.testing.assert_allclose(audit.differencing(sums, joined)[2], base[2] + 2 * step, atol=1e-9)
+
+
 def test_plain_replies_reveal_rated_items_and_ratings(plain):
     n, k = plain.n_items, plain.factors
     clients = plain.rated.shape[0]
