@@ -75,16 +75,23 @@ def main() -> None:
     global _original_launch
     os.environ.setdefault(TASK_POLL_ENV, os.environ.get("FEDREC_TASK_POLL_SECONDS", "0.02"))
     if os.environ.get("FEDREC_WARM_CLIENTAPP", "1") != "0":
-        # Everything a ClientApp call imports, imported once here; each forked child starts with it loaded.
-        import flwr.supernode.cli.flwr_clientapp  # noqa: F401
-        import flwr.supernode.runtime.run_clientapp  # noqa: F401
         from flwr.supercore.superexec.executor import subprocess_executor
 
-        import fedrec.client.app  # noqa: F401  (Flower's loader reuses a module already in sys.modules)
+        try:  # everything a ClientApp call imports, once; each forked child starts with it loaded
+            import flwr.supernode.cli.flwr_clientapp  # noqa: F401
+            import flwr.supernode.runtime.run_clientapp  # noqa: F401
 
+            import fedrec.client.app  # noqa: F401  (Flower's loader reuses a module already in sys.modules)
+        except Exception as exc:  # noqa: BLE001 - Flower's own launcher then reports it per message
+            print(f"fedrec superexec: warm ClientApps off, an import failed: {exc!r}", file=sys.stderr)
+            return _run_flower_superexec()
         _original_launch = subprocess_executor.SubprocessExecutor.launch
         subprocess_executor.SubprocessExecutor.launch = _launch_forked
         signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # finished children are reaped by the kernel
+    _run_flower_superexec()
+
+
+def _run_flower_superexec() -> None:
     from flwr.supercore.cli import flower_superexec
 
     sys.argv[0] = "flower-superexec"
