@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -40,6 +41,21 @@ class DataConfig(_Section):
     """With `per-user`: hold out exactly k ratings per user instead of a fraction (users keep at least one)."""
     seed: int = 42
     """Seed of the split."""
+    feedback: Literal["explicit", "implicit"] = "explicit"
+    """`explicit`: ratings to predict; `implicit`: every interaction is a positive (a click, a play), and the
+    model (WRMF) is trained and evaluated for ranking over the whole catalogue."""
+    positive_threshold: float | None = None
+    """Implicit feedback: an interaction is a positive when its value is at least this (e.g. 4 binarises
+    MovieLens); the others are dropped. None: every interaction is a positive."""
+
+    @model_validator(mode="after")
+    def _threshold_needs_implicit(self) -> DataConfig:
+        if self.positive_threshold is not None and self.feedback != "implicit":
+            raise ValueError("positive_threshold applies to implicit feedback only: set feedback = \"implicit\" "
+                             "(--feedback implicit) or leave the threshold unset")
+        if self.positive_threshold is not None and not math.isfinite(self.positive_threshold):
+            raise ValueError(f"positive_threshold must be a finite number, got {self.positive_threshold}")
+        return self
 
 
 class SyntheticConfig(_Section):
@@ -72,6 +88,8 @@ class ModelConfig(_Section):
     """L2 weight on b_u and b_i, applied once per rating."""
     seed: int = 0
     """Seed of the initial factors."""
+    alpha: PositiveFloat = 10.0
+    """Implicit feedback: confidence of a positive, c = 1 + alpha (every other user-item pair has confidence 1)."""
 
 
 class TrainConfig(_Section):
@@ -83,6 +101,10 @@ class TrainConfig(_Section):
     """Per-parameter update rule."""
     lr: PositiveFloat = 0.03
     """Learning rate."""
+    implicit_solver: Literal["als", "gradient"] = "als"
+    """Implicit feedback: `als` solves users then items exactly each epoch (alternating least squares);
+    `gradient` solves users exactly and takes one optimizer step on the item gradient, the step federated
+    training takes (for like-for-like comparisons)."""
 
 
 class EvalConfig(_Section):
@@ -194,6 +216,12 @@ class FedrecConfig(_Section):
                              "a share of the noise, which protects nobody in a plain sum")
         if self.dp.epsilon is not None and self.federated.update != "gradient":
             raise ValueError("dp.epsilon needs federated.update = \"gradient\" (delta updates need exact item counts)")
+        if self.dp.epsilon is not None and self.data.feedback == "implicit":
+            raise ValueError("dp.epsilon is not available with implicit feedback yet (the per-user clipping of the "
+                             "dense implicit item gradient is not implemented); use secure aggregation without DP")
+        if self.data.feedback == "implicit" and self.federated.update != "gradient":
+            raise ValueError("implicit feedback trains with federated.update = \"gradient\" (users are solved "
+                             "exactly on the client; the server steps the items on the summed gradient)")
         return self
 
 
