@@ -100,3 +100,24 @@ def finalize(error: dict[str, float], ranking: dict[str, float], recommended: np
         "n_test": int(error["n"]),
         "n_ranked_users": int(ranking["users"]),
     }
+
+
+def headline(result: dict, k: int = 10) -> str:
+    """The metrics a person reads first: RMSE and MAE (explicit) or the ranking metrics (implicit); '-'
+    for a metric the run did not release (ranking sums under DP)."""
+    def value(key: str) -> str:
+        return f"{result[key]:.4f}" if result.get(key) is not None else "-"
+
+    if "rmse" in result:
+        return f"test RMSE {value('rmse')}  MAE {value('mae')}  NDCG@{k} {value(f'ndcg@{k}')}"
+    return "  ".join(f"{name}@{k} {value(f'{key}@{k}')}" for name, key in
+                     (("P", "precision"), ("R", "recall"), ("NDCG", "ndcg"), ("MAP", "map")))
+
+
+def round_metric(entry: dict, k: int = 10) -> str:
+    """One round's evaluated metric for progress lines: test RMSE (explicit) or NDCG@k (implicit)."""
+    if "rmse" in entry:
+        return f"test RMSE {entry['rmse']:.4f}"
+    if f"ndcg@{k}" in entry:
+        return f"NDCG@{k} {entry[f'ndcg@{k}']:.4f}"
+    return "test RMSE    -  "

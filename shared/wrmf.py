@@ -17,6 +17,8 @@ on positives (s = x_u . y_i). The data part is a sum over users, so over clients
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -34,41 +36,70 @@ def interaction_matrix(users: np.ndarray, items: np.ndarray, n_users: int, n_ite
     return matrix
 
 
-def gram_rows(positives: sp.csr_matrix, factors: np.ndarray) -> np.ndarray:
-    """sum_(j positive in row r) f_j f_j^T for every row r: (rows x k x k).
-
-    Rows are bucketed by their number of positives rounded up to a power of two; each bucket is one batched
-    matrix product F_r^T F_r over zero-padded gathers (a loop over ~log2(max count) buckets, never over rows
-    or positives), at most twice the products of the positives themselves."""
-    n_rows, k = positives.shape[0], factors.shape[1]
-    grams = np.zeros((n_rows, k, k))
+def _padded_blocks(positives: sp.csr_matrix, k: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(rows, column index (rows x cap), valid mask) for the rows with positives, bucketed by their count
+    rounded up to a power of two `cap` and cut into blocks of bounded size: a loop over ~log2(max count)
+    buckets, never over rows or positives. Padding slots point at column 0 and are marked invalid."""
     counts = np.diff(positives.indptr)
     caps = np.left_shift(1, np.ceil(np.log2(np.maximum(counts, 1))).astype(np.int64))
     for cap in np.unique(caps[counts > 0]):
         bucket = np.flatnonzero((caps == cap) & (counts > 0))
         per_block = max(1, GATHER_CHUNK_VALUES // (int(cap) * k))
+        slots = np.arange(cap)
         for start in range(0, bucket.size, per_block):
             rows = bucket[start : start + per_block]
-            slots = np.arange(cap)
             valid = slots < counts[rows][:, None]
             where = np.where(valid, positives.indptr[rows][:, None] + slots, 0)
-            gathered = factors[positives.indices[where]] * valid[..., None]  # (rows, cap, k), padding zeroed
-            grams[rows] = np.matmul(gathered.transpose(0, 2, 1), gathered)
+            yield rows, positives.indices[where], valid
+
+
+def _gather(factors: np.ndarray, columns: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    return factors[columns] * valid[..., None]  # (rows, cap, k), padding rows zero
+
+
+def gram_rows(positives: sp.csr_matrix, factors: np.ndarray) -> np.ndarray:
+    """sum_(j positive in row r) f_j f_j^T for every row r: (rows x k x k), one batched product per block."""
+    n_rows, k = positives.shape[0], factors.shape[1]
+    grams = np.zeros((n_rows, k, k))
+    for rows, columns, valid in _padded_blocks(positives, k):
+        gathered = _gather(factors, columns, valid)
+        grams[rows] = np.matmul(gathered.transpose(0, 2, 1), gathered)
     return grams
 
 
 def solve_rows(positives: sp.csr_matrix, factors: np.ndarray, reg: float, alpha: float,
                return_systems: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """The exact minimiser of L over every row's vector for fixed `factors` (the other side); with
-    `return_systems`, also each row's system matrix A (its posterior precision, for Thompson sampling)."""
-    k = factors.shape[1]
-    systems = gram_rows(positives, factors)
-    systems *= alpha
-    systems += factors.T @ factors
-    systems[:, np.arange(k), np.arange(k)] += reg + MIN_RIDGE
+    `return_systems`, also each row's system matrix A (its posterior precision, for Thompson sampling).
+
+    A_r = B + alpha F_r^T F_r with B = F^T F + reg I shared by all rows. A row with fewer positives than k
+    is solved through the Woodbury identity, x = B^-1 b - W^T (I / alpha + W F_r^T)^-1 W b with W = F_r B^-1
+    (a cap x cap system instead of k x k: the long tail of rows with few positives costs little); the
+    others by a batched dense solve. Both are exact up to floating point."""
+    n_rows, k = positives.shape[0], factors.shape[1]
+    base = factors.T @ factors
+    base[np.arange(k), np.arange(k)] += reg + MIN_RIDGE
     rhs = (1.0 + alpha) * np.asarray(positives @ factors)
-    solved = np.linalg.solve(systems, rhs[..., None])[..., 0]
-    return (solved, systems) if return_systems else solved
+    if return_systems:
+        systems = gram_rows(positives, factors)
+        systems *= alpha
+        systems += base
+        return np.linalg.solve(systems, rhs[..., None])[..., 0], systems
+    base_inverse_factors = np.linalg.solve(base, factors.T).T  # row j: B^-1 f_j (B is symmetric)
+    solved = np.zeros((n_rows, k))  # a row without positives has b = 0, so x = 0
+    for rows, columns, valid in _padded_blocks(positives, k):
+        f = _gather(factors, columns, valid)
+        b = rhs[rows]
+        if columns.shape[1] < k:
+            w = _gather(base_inverse_factors, columns, valid)
+            small = np.matmul(w, f.transpose(0, 2, 1))
+            small[:, np.arange(columns.shape[1]), np.arange(columns.shape[1])] += 1.0 / alpha
+            correction = np.linalg.solve(small, np.matmul(w, b[..., None]))
+            solved[rows] = (np.linalg.solve(base, b.T).T - np.matmul(w.transpose(0, 2, 1), correction)[..., 0])
+        else:
+            systems = alpha * np.matmul(f.transpose(0, 2, 1), f) + base
+            solved[rows] = np.linalg.solve(systems, b[..., None])[..., 0]
+    return solved
 
 
 def positive_scores(positives: sp.csr_matrix, x: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from fedrec.shared.data.ratings import Ratings
+from fedrec.shared.errors import DataError
 
 
 def positives(ratings: Ratings, threshold: float | None) -> Ratings:
@@ -15,3 +16,11 @@ def positives(ratings: Ratings, threshold: float | None) -> Ratings:
     kept = ratings if threshold is None else ratings.subset(ratings.values >= threshold)
     return Ratings(kept.users, kept.items, np.ones(len(kept)), kept.timestamps, ratings.user_ids, ratings.item_ids,
                    0.0, 1.0)
+
+
+def check_positives(train: Ratings, threshold: float | None) -> None:
+    """One clear error before any training when the threshold leaves no positive to learn from."""
+    if threshold is not None and not (train.values >= threshold).any():
+        top = float(train.values.max()) if len(train) else float("nan")
+        raise DataError(f"--positive-threshold {threshold:g}: no training interaction has a value that high "
+                        f"(the largest is {top:g}), so implicit training would have no positives")
