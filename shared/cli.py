@@ -108,7 +108,7 @@ def _commands() -> dict[str, tuple[str, Callable[[argparse.ArgumentParser], None
     from fedrec.client import cli as client_cli
     from fedrec.client import serve_cli
     from fedrec.server import cli as server_cli
-    from fedrec.simulations import audit, compare
+    from fedrec.simulations import audit, compare, loop
     from fedrec.simulations import run as simulate
 
     return {
@@ -118,6 +118,7 @@ def _commands() -> dict[str, tuple[str, Callable[[argparse.ArgumentParser], None
         "compare": ("compare federated and centralised training: a report with tables and plots", compare.register),
         "client": ("join a fedrec server as one data holder, training on a local ratings file", client_cli.register),
         "data": ("fetch, check, split and partition rating data", data.register),
+        "loop": ("simulate the closed loop of recommending, clicks and federated training over time", loop.register),
         "server": ("start a fedrec server (a Flower SuperLink) and run federated training", server_cli.register),
         "recommend": ("top-N recommendations with reasons for one of a client's users", serve_cli.register_recommend),
         "serve": ("a client's recommendation and feedback service over HTTP", serve_cli.register_serve),

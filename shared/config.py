@@ -197,6 +197,43 @@ class DPConfig(_Section):
     """L2 bound on one user's contribution to an evaluation sum (squared error, absolute error, test count)."""
 
 
+class LoopConfig(_Section):
+    """The closed loop (`fedrec loop`): recommend, simulated users respond, store, train, repeat."""
+
+    world: Literal["synthetic", "ml-100k", "ml-1m", "ml-latest-small"] = "synthetic"
+    """Ground truth: the synthetic generator's true taste, or an explicit MF fitted to a MovieLens dataset
+    (its predicted ratings are the truth); the starting interactions are the dataset's positives."""
+    start_threshold: float | None = 4.0
+    """The starting interactions: the world dataset's ratings at or above this (None: all of them). A rating
+    of 4 or 5 says the user liked the item, so the start carries taste; all ratings carry mostly popularity."""
+    steps: PositiveInt = 10
+    """Recommend-respond-train steps."""
+    rounds_per_step: PositiveInt = 5
+    """Training rounds (federated) or epochs (centralised) on the grown data after each step."""
+    warmup_rounds: PositiveInt = 20
+    """Training rounds or epochs on the starting interactions, before the first step."""
+    top_n: PositiveInt = 10
+    """Recommendations shown to every user at every step."""
+    position_bias: float = Field(1.0, ge=0.0)
+    """A user examines rank j (0-based) with probability 1 / (1 + j)^position_bias (0: every rank)."""
+    no_response: float = Field(0.2, ge=0.0, lt=1.0)
+    """Chance that a user does not look at the step's list at all."""
+    click_sharpness: PositiveFloat = 2.0
+    """An examined item is clicked with probability sigmoid(click_sharpness * z + click_offset), z the
+    standardised true affinity of the user for the item."""
+    click_offset: float = -3.0
+    """See click_sharpness: -3 makes an average item's click chance about 5%."""
+    explore: Literal["none", "epsilon-greedy", "thompson"] = "none"
+    """Exploration of the MF policies: none, a random unseen item in each slot with probability `epsilon`, or
+    scores from user factors drawn from their posterior (Thompson-style sampling)."""
+    epsilon: float = Field(0.1, ge=0.0, le=1.0)
+    """Epsilon-greedy: the chance of each slot being explored."""
+    thompson_scale: PositiveFloat = 1.0
+    """Thompson: the posterior draw's standard deviation scale (1: the WRMF posterior N(x_u, A_u^-1))."""
+    seed: int = 0
+    """Seed of the responses, the exploration and the random policy."""
+
+
 class FedrecConfig(_Section):
     """Every setting of fedrec, grouped by concern."""
 
@@ -208,6 +245,7 @@ class FedrecConfig(_Section):
     federated: FederatedConfig = FederatedConfig()
     secagg: SecAggConfig = SecAggConfig()
     dp: DPConfig = DPConfig()
+    loop: LoopConfig = LoopConfig()
 
     @model_validator(mode="after")
     def _dp_needs_secure_gradient_training(self) -> FedrecConfig:

@@ -32,6 +32,7 @@ from fedrec.shared.data.load import load_train_test
 from fedrec.shared.data.positives import check_positives, positives
 from fedrec.shared.errors import FedrecError
 from fedrec.shared.table import format_table
+from fedrec.shared.threads import single_blas_thread
 from fedrec.shared.train_implicit import ImplicitModel, evaluate_implicit, fit_implicit
 
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "movielens"
@@ -62,23 +63,13 @@ def _import_implicit() -> Any | None:
 
 def _fit_implicit_package(als_class, train_matrix, config: FedrecConfig, seed: int) -> tuple[ImplicitModel, float]:
     model_config = config.model
-    with warnings.catch_warnings():  # its advice on BLAS threads is followed below, for the fit
+    with warnings.catch_warnings():  # its advice on BLAS threads is followed (main runs on single_blas_thread)
         warnings.simplefilter("ignore", RuntimeWarning)
         als = als_class(factors=model_config.factors, regularization=model_config.reg, alpha=model_config.alpha,
                         iterations=config.train.epochs, random_state=seed, calculate_training_loss=False)
-    try:  # implicit asks for a single BLAS thread (its own threads do the parallel work)
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        threadpool_limits = None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        start = time.perf_counter()
-        if threadpool_limits is not None:
-            with threadpool_limits(1, "blas"):
-                als.fit(train_matrix, show_progress=False)
-        else:
-            als.fit(train_matrix, show_progress=False)
-        seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    als.fit(train_matrix, show_progress=False)
+    seconds = time.perf_counter() - start
     counts = np.asarray(train_matrix.sum(axis=0)).ravel()
     return ImplicitModel(np.asarray(als.user_factors, np.float64), np.asarray(als.item_factors, np.float64), counts), seconds
 
@@ -160,8 +151,9 @@ def main(argv: list[str] | None = None) -> int:
                  "federated.eval_every": args.rounds, "federated.secure": True}
     als_class = _import_implicit()
     try:
-        rows = [row for dataset in args.datasets
-                for row in bench(dataset, args.data_dir, overrides, args.repeats, als_class, args.federated)]
+        with single_blas_thread():  # both libraries fit on one BLAS thread (implicit asks for it; see shared/threads.py)
+            rows = [row for dataset in args.datasets
+                    for row in bench(dataset, args.data_dir, overrides, args.repeats, als_class, args.federated)]
     except FedrecError as exc:
         print(f"bench_implicit: error: {exc}", file=sys.stderr)
         return exc.exit_code

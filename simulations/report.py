@@ -37,9 +37,9 @@ def is_implicit(results: CompareResults) -> bool:
     return results.config.get("data", {}).get("feedback") == "implicit"
 
 
-def command_line(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str:
+def command_line(parser: argparse.ArgumentParser, args: argparse.Namespace, program: str = "fedrec compare") -> str:
     """The command as parsed: every option given on the command line (or differing from its default), in order."""
-    words = ["fedrec compare"]
+    words = [program]
     for action in parser._actions:  # argparse has no public listing of a parser's options
         value = getattr(args, action.dest, None)
         if not action.option_strings or value is None or value == action.default or action.dest == "help":
