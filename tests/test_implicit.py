@@ -66,15 +66,17 @@ def test_row_solves_are_exact_minimisers(density):
     assert np.abs(wrmf.item_gradient_data(matrix, x, items, ALPHA) + REG * items).max() < 1e-8
 
 
-def test_map_at_k_of_a_known_list():
-    """Two relevant items, found at ranks 1 and 3: AP@3 = (1/1 + 2/3) / 2; precision 2/3, recall 1."""
-    user = mf.UserSide(np.ones((1, 1)), np.zeros(1))
-    item = mf.ItemSide(np.array([[4.0], [3.0], [2.0], [1.0]]), np.zeros(4), 0.0)
-    sums, recommended = metrics.ranking_sums(user, item, np.array([], int), np.array([], int), np.array([0, 0]),
-                                             np.array([0, 2]), np.ones(2), np.ones(4, bool), k=3, relevant_threshold=0.5)
-    assert sums["map"] == pytest.approx((1 + 2 / 3) / 2)
-    assert sums["precision"] == pytest.approx(2 / 3) and sums["recall"] == pytest.approx(1.0)
-    assert recommended.tolist() == [1, 1, 1, 0]
+def test_map_at_k_of_known_lists():
+    """User 0: two relevant items, at ranks 1 and 3: AP@3 = (1/1 + 2/3) / 2. User 1 (who ranks the other way):
+    four relevant items, two in its list of three, at ranks 1 and 2: AP@3 = (1 + 1) / min(4, 3)."""
+    user = mf.UserSide(np.array([[1.0], [-1.0]]), np.zeros(2))
+    item = mf.ItemSide(np.array([[4.0], [3.0], [2.0], [1.0], [0.0]]), np.zeros(5), 0.0)
+    test_users, test_items = np.array([0, 0, 1, 1, 1, 1]), np.array([0, 2, 4, 3, 0, 1])
+    sums, recommended = metrics.ranking_sums(user, item, np.array([], int), np.array([], int), test_users, test_items,
+                                             np.ones(6), np.ones(5, bool), k=3, relevant_threshold=0.5)
+    assert sums["map"] == pytest.approx((1 + 2 / 3) / 2 + 2 / 3)
+    assert sums["precision"] == pytest.approx(2 / 3 + 2 / 3) and sums["recall"] == pytest.approx(1.0 + 2 / 4)
+    assert recommended.tolist() == [1, 1, 2, 1, 1]
 
 
 def test_positives_drop_interactions_below_the_threshold():
@@ -128,3 +130,15 @@ def test_bad_feedback_choice_exits_2(capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["baseline", "--feedback", "clicks"])
     assert exit_info.value.code == 2 and "invalid choice: 'clicks'" in capsys.readouterr().err
+
+
+def test_a_warm_started_run_continues_where_the_last_one_stopped():
+    """The closed loop trains in pieces: 2 rounds, or 1 round and then 1 more warm-started from its item side
+    and server optimizer, give the same items (implicit clients keep no state between runs)."""
+    config = load_config(None, {**SMALL, "federated.secure": False, "federated.rounds": 2})
+    whole = run_federation(FakeGrid(config, 4), config, n_items=150)["item_model"]
+    one = config.model_copy(update={"federated": config.federated.model_copy(update={"rounds": 1})})
+    first = run_federation(FakeGrid(one, 4), one, n_items=150)["item_model"]
+    assert np.abs(first["q"] - whole["q"]).max() > 1e-3
+    second = run_federation(FakeGrid(one, 4), one, n_items=150, warm_start=first)["item_model"]
+    np.testing.assert_allclose(second["q"], whole["q"], rtol=1e-12, atol=1e-12)
