@@ -50,7 +50,7 @@ def build_world(config: FedrecConfig, affinity: np.ndarray, ratings: Ratings) ->
     loop = config.loop
     start = positives(ratings, loop.start_threshold)
     if len(start) == 0:
-        raise DataError(f"--start-threshold {loop.start_threshold:g}: the {loop.world} world has no rating that high, "
+        raise DataError(f"--start-threshold {loop.start_threshold}: the {loop.world} world has no rating that high, "
                         "so no starting interactions")
     counts = np.bincount(start.items, minlength=start.n_items)
     n_popular = max(1, int(round(POPULAR_FRACTION * start.n_items)))

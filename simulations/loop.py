@@ -77,6 +77,9 @@ def loop_config(args: argparse.Namespace) -> FedrecConfig:
 def check_loop(config: FedrecConfig, n_users: int, n_items: int, most_seen: int) -> None:
     """Settings that cannot work in this world are one error before anything runs."""
     loop, fed = config.loop, config.federated
+    if config.data.positive_threshold is not None:
+        raise ConfigError("data.positive_threshold: every interaction in the loop is a positive (a click); the "
+                          "starting interactions are chosen with --start-threshold (loop.start_threshold)")
     preflight.check_federation(fed, n_users)
     if fed.secure and fed.num_clients < config.secagg.min_cohort:
         raise ConfigError(f"--num-clients {fed.num_clients}: secure aggregation needs at least secagg.min_cohort = "

@@ -11,7 +11,7 @@ from fedrec.shared import cli
 from fedrec.shared.config import load_config
 from fedrec.shared.errors import DataError
 from fedrec.shared.world import ideal_lists, make_world, respond, step_metrics, validate_responses
-from fedrec.simulations.loop import METRIC_KEYS, run_loop
+from fedrec.simulations.loop import METRIC_KEYS
 
 TINY = ["--set", "synthetic.n_users=60", "--set", "synthetic.n_items=90", "--set", "synthetic.n_ratings=1500",
         "--set", "synthetic.rank=4", "--factors", "4", "--steps", "2", "--rounds-per-step", "2",
@@ -61,7 +61,7 @@ def test_responses_are_validated_before_they_are_stored():
             validate_responses(users, items, seen)
 
 
-def test_world_metrics_against_the_truth(tmp_path):
+def test_world_metrics_against_the_truth():
     config = load_config(None, TINY_CONFIG)
     world = make_world(config)
     seen = np.zeros((world.n_users, world.n_items), dtype=bool)
@@ -98,6 +98,7 @@ def test_a_policy_refuses_invalid_clicks_and_keeps_its_files(tmp_path):
     (["loop", *TINY, "--num-clients", "2"], "secure aggregation needs at least"),
     (["loop", *TINY, "--top-n", "40"], "could run out of the 90 items"),
     (["loop", *TINY, "--start-threshold", "6"], "no rating that high"),
+    (["loop", *TINY, "--set", "data.positive_threshold=4"], "every interaction in the loop is a positive"),
 ])
 def test_bad_loop_settings_are_one_clear_error(argv, message, capsys, tmp_path):
     assert cli.main([*argv, "--json", str(tmp_path / "out.json")]) == 2
