@@ -16,6 +16,7 @@ from fedrec.client.state import UserStateStore, run_identity, save_served_model
 from fedrec.shared import mf, protocol
 from fedrec.shared.config import FedrecConfig
 from fedrec.shared.federated import ClientData, ClientTrainer
+from fedrec.shared.federated_implicit import ImplicitClientTrainer
 from fedrec.shared.runconfig import from_run_config
 from fedrec.client.secure import client_policy, respond
 from fedrec.shared.secagg.errors import SecAggError, SecAggRefusal
@@ -37,7 +38,12 @@ def effective_config(msg: Message, context: Context, base: FedrecConfig | None) 
     settings = msg.content.config_records[protocol.CONFIG].get(protocol.SETTINGS)
     if settings:
         server = FedrecConfig.model_validate_json(settings)
-        config = config.model_copy(update={"model": server.model, "federated": server.federated, "eval": server.eval})
+        # What counts as a positive is the federation's choice (it fixes the vectors' meaning); the data's
+        # location and scale stay the client's own.
+        data = config.data.model_copy(update={"feedback": server.data.feedback,
+                                              "positive_threshold": server.data.positive_threshold})
+        config = config.model_copy(update={"model": server.model, "federated": server.federated, "eval": server.eval,
+                                           "data": data})
     return config
 
 
@@ -66,6 +72,8 @@ def compute_vector(msg: Message, context: Context, config: FedrecConfig, state_r
     data, seed, state_dir = client_data(msg, context, config, state_root)
     catalogue = tuple(settings[protocol.ITEMS]) if protocol.ITEMS in settings else tuple(data.train.item_ids)
     data = with_stored_feedback(config, data, state_dir, catalogue)  # the service's feedback trains too
+    if config.data.feedback == "implicit":
+        return implicit_vector(msg, settings, data, config)
     identity = run_identity(str(settings.get(protocol.RUN_ID, "")), catalogue, data.train.n_items, config.model.factors)
     store = UserStateStore(context, state_dir, identity)
     task, round_number = settings["task"], int(settings["round"])
@@ -91,6 +99,22 @@ def compute_vector(msg: Message, context: Context, config: FedrecConfig, state_r
     parts.append(trainer.train(item, clip))
     store.record(round_number, before, trainer.state(), data.train.user_ids)
     return np.concatenate(parts)
+
+
+def implicit_vector(msg: Message, settings, data: ClientData, config: FedrecConfig) -> np.ndarray:
+    """The implicit model's vector: users are solved exactly each round, so no user state is kept or served."""
+    trainer = ImplicitClientTrainer(data, config)
+    task = settings["task"]
+    if task == protocol.TASK_STATS:
+        return trainer.stats()
+    arrays = msg.content.array_records[protocol.ITEM]
+    item = mf.ItemSide(arrays["q"].numpy(), arrays["bi"].numpy(), 0.0)
+    if task == protocol.TASK_EVALUATE:
+        return trainer.evaluate(item, arrays["known"].numpy().astype(bool))
+    if task != protocol.TASK_TRAIN:
+        raise ValueError(f"unknown task {task!r}")
+    parts = [trainer.evaluate(item, arrays["known"].numpy().astype(bool))] if settings["evaluate"] else []
+    return np.concatenate([*parts, trainer.train(item)])
 
 
 def public_reason(stage: str, exc: Exception) -> str:

@@ -49,7 +49,9 @@ def file_data(config: FedrecConfig, train_file: Path, test_file: Path | None, ca
     return _file_data(config.model_dump_json(include={"data"}), train_file, test_file, stamp, catalogue)
 
 
-@functools.lru_cache(maxsize=4)
+# Several clients share one process in the in-process grid (the closed loop runs them so): room for each one's
+# files, so that no client re-reads its file at every message.
+@functools.lru_cache(maxsize=64)
 def _file_data(data_json: str, train_file: Path, test_file: Path | None, stamp: tuple, catalogue: tuple[str, ...]) -> ClientData:
     config = FedrecConfig.model_validate_json(data_json)
     paths = [train_file] + ([test_file] if test_file is not None else [])

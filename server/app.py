@@ -13,7 +13,7 @@ from flwr.serverapp import Grid, ServerApp
 
 from fedrec.server.federation import run_federation
 from fedrec.server.state import Checkpoint
-from fedrec.shared import atomic
+from fedrec.shared import atomic, metrics
 from fedrec.shared.config import FedrecConfig
 from fedrec.shared.data.load import load_dataset
 from fedrec.shared.runconfig import from_run_config
@@ -23,10 +23,9 @@ flower_log = logging.getLogger("flwr")  # streamed to `flwr run --stream` and th
 
 
 def log_round(entry: dict) -> None:
-    rmse = f"{entry['rmse']:.4f}" if "rmse" in entry else "-"
     note = f" SKIPPED ({entry['skipped']})" if "skipped" in entry else ""
-    flower_log.info("fedrec round %d: %d clients, test RMSE %s, %.2f s, %d bytes up, %d bytes down%s",
-                    entry["round"], entry["clients"], rmse, entry["seconds"], entry["bytes_up"], entry["bytes_down"], note)
+    flower_log.info("fedrec round %d: %d clients, %s, %.2f s, %d bytes up, %d bytes down%s", entry["round"],
+                    entry["clients"], metrics.round_metric(entry), entry["seconds"], entry["bytes_up"], entry["bytes_down"], note)
 
 
 def run_deployment(grid: Grid, spec_path: Path) -> None:
@@ -44,7 +43,7 @@ def run_deployment(grid: Grid, spec_path: Path) -> None:
         state_dir / "item-model.npz": atomic.npz_bytes(q=item["q"], bi=item["bi"], mu=item["mu"], items=np.array(catalogue)),
         Path(spec["json"]): atomic.json_bytes({**result, "config": spec["config"]}),
     })
-    flower_log.info("fedrec finished: test RMSE %.4f, MAE %.4f", result["rmse"], result["mae"])
+    flower_log.info("fedrec finished: %s", metrics.headline(result, config.eval.top_k))
 
 
 def build_server_app(
@@ -70,7 +69,7 @@ def build_server_app(
         else:
             items, users = n_items, n_users
         result = run_federation(grid, run_config, items, on_round or log_round, n_users=users)
-        flower_log.info("fedrec finished: test RMSE %.4f, MAE %.4f, %.1f s", result["rmse"], result["mae"], result["wall_seconds"])
+        flower_log.info("fedrec finished: %s, %.1f s", metrics.headline(result, run_config.eval.top_k), result["wall_seconds"])
         if on_result is not None:
             on_result(result)
 

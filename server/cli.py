@@ -53,6 +53,7 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="how long one exchange waits for replies")
     parser.add_argument("--secure", dest="federated.secure", action=argparse.BooleanOptionalAction, default=None)
     cli.add_dp_options(parser)
+    cli.add_feedback_options(parser.add_argument_group("feedback (the federation's choice: clients follow it)"))
     parser.add_argument("--items", required=True, type=Path, metavar="FILE",
                         help="the public item catalogue: one item id per line (first field; a header is allowed)")
     parser.add_argument("--json", type=Path, metavar="OUT", help="results JSON (default STATE_DIR/results.json)")

@@ -13,7 +13,7 @@ from flwr.superlink.grid.inmemory_grid import InMemoryGrid
 
 from fedrec.server.aggregation import PlainSum, SumResult, VectorSum
 from fedrec.server.state import Checkpoint, Saved
-from fedrec.shared import federated, protocol
+from fedrec.shared import federated, federated_implicit, protocol
 from fedrec.shared.config import FedrecConfig
 from fedrec.shared.dp.plan import plan_run, privacy_level
 from fedrec.shared.errors import FedrecError
@@ -75,6 +75,12 @@ class _Observed:
         return result
 
 
+def _server_model(n_items: int, config: FedrecConfig, mu: float):
+    if config.data.feedback == "implicit":
+        return federated_implicit.ImplicitServerModel(n_items, config)
+    return federated.ServerModel(n_items, config, mu)
+
+
 def run_federation(
     grid: Grid,
     config: FedrecConfig,
@@ -86,6 +92,7 @@ def run_federation(
     n_users: int | None = None,
     on_sum: Callable[[str, dict, SumResult], None] | None = None,
     run_id: str | None = None,
+    warm_start: dict | None = None,
 ) -> dict:
     """Train for `federated.rounds` rounds; returns the results (final metrics and per-round history).
 
@@ -93,10 +100,15 @@ def run_federation(
     round (and without differential privacy), the evaluation sums ride on the training exchange (one secure
     sum instead of two); otherwise it is its own exchange with all clients. The last round is evaluated by a
     final exchange. With `dp.epsilon` every sum is a counted release: the run never decodes one past the budget.
+    `warm_start` ({"q", "bi", "optimizer"}, as a result's `item_model`) starts a new run from a trained item
+    side and server optimizer instead of fresh ones (the closed loop trains on grown data this way).
+    With `data.feedback = "implicit"` the vectors are those of shared/federated_implicit.py.
     """
     fed, k = config.federated, config.eval.top_k
     start = time.perf_counter()
     dp = plan_run(config, n_items, n_users) if config.dp.epsilon is not None else None
+    implicit = config.data.feedback == "implicit"
+    layout = federated_implicit if implicit else federated
     nodes = wait_for_nodes(grid, fed.num_clients)
     aggregator = make_aggregator(grid, config)
     if on_sum is not None:  # an observer of every decoded sum (what the server holds), e.g. `fedrec audit`
@@ -104,7 +116,8 @@ def run_federation(
     # Every task message carries the settings clients must follow and, in deployment, the item catalogue.
     # The run identity lets a client tell this run (and its resumption) from any other: its saved user state
     # belongs to one run only.
-    common = {protocol.SETTINGS: config.model_dump_json(include={"model", "federated", "eval", "dp"}),
+    settings = {"model": True, "federated": True, "eval": True, "dp": True, "data": {"feedback", "positive_threshold"}}
+    common = {protocol.SETTINGS: config.model_dump_json(include=settings),
               protocol.RUN_ID: run_id or secrets.token_hex(8), protocol.RESUMED: bool(resume)}
     if catalogue is not None:
         common[protocol.ITEMS] = list(catalogue)
@@ -132,13 +145,13 @@ def run_federation(
         stats, history, first_round = saved.stats, saved.history, saved.round + 1
         if dp is not None:  # the same accountant continues: count what was already released
             releases = dict(history[-1].get("releases", {})) if history else {}
-        server = federated.ServerModel(n_items, config, stats.mu)
+        server = _server_model(n_items, config, stats.mu)
         server.item.q[:], server.item.bi[:] = saved.q, saved.bi
         server.optimizer.load_state(saved.optimizer)
         log.info("resuming after round %d", saved.round)
     else:
         # Everything constant about a client (its counts and sizes) is summed once, here, and never again.
-        length = len(federated.DP_STATS_SCALARS) if dp else federated.stats_length(n_items)
+        length = len(federated.DP_STATS_SCALARS) if dp else layout.stats_length(n_items)
         result = aggregator.sum(nodes, task(protocol.TASK_STATS, round=0), {}, length, "0")
         released(protocol.TASK_STATS, result)
         if result.total is None:
@@ -148,12 +161,17 @@ def run_federation(
                         "in the mean or the evaluation denominators", len(result.participants), len(nodes))
         if dp is not None:
             stats = federated.Stats.from_dp_total(result.total, n_items)
+        elif implicit:
+            stats = federated_implicit.stats_from_total(result.total)
         else:
             stats = federated.Stats.from_total(result.total)
-        server = federated.ServerModel(n_items, config, stats.mu)
+        server = _server_model(n_items, config, stats.mu)
+        if warm_start is not None:
+            server.item.q[:], server.item.bi[:] = warm_start["q"], warm_start["bi"]
+            server.optimizer.load_state(warm_start["optimizer"])
     mu, known = stats.mu, stats.known.astype(np.uint8)
-    train_length = federated.train_length(n_items, config.model.factors)
-    eval_length = len(federated.DP_EVAL_SCALARS) if dp else federated.eval_length(n_items, config.eval.coverage)
+    train_length = layout.train_length(n_items, config.model.factors)
+    eval_length = len(federated.DP_EVAL_SCALARS) if dp else layout.eval_length(n_items, config.eval.coverage)
     final: dict = {}
 
     def due(round_number: int) -> bool:
@@ -164,8 +182,8 @@ def run_federation(
             if dp is not None:  # the noised sums carry their own denominators
                 final.update(federated.finalize_dp_eval(total))
             else:  # denominators from the statistics sum; with clients missing they are scaled (an estimate)
-                final.update(federated.finalize_eval(total, k, stats, answered / len(nodes)))
-            entry.update({key: final[key] for key in ("rmse", "mae", f"ndcg@{k}") if key in final})
+                final.update(layout.finalize_eval(total, k, stats, answered / len(nodes)))
+            entry.update({key: final[key] for key in ("rmse", "mae", f"ndcg@{k}", f"map@{k}") if key in final})
             if answered < len(nodes):
                 entry["eval_partial"] = f"{answered} of {len(nodes)} clients"
         if dp is not None:
@@ -226,7 +244,7 @@ def run_federation(
             record(entry, exchanges[-1].total, len(exchanges[-1].participants))
         elif not due(round_number) and on_round is not None:
             on_round(entry)  # nothing more will be added to this round's entry
-    if "rmse" not in final and history:  # resumed after the last round was trained but not yet evaluated
+    if not final and history:  # resumed after the last round was trained but not yet evaluated
         last = evaluate(history[-1]["round"])
         record(history[-1], last.total, len(last.participants))
     sampling_rate = len(sample_nodes(nodes, config, 1)) / max(len(nodes), 1)
@@ -238,5 +256,5 @@ def run_federation(
         "rounds": fed.rounds,
         "num_clients": len(nodes),
         "history": history,
-        "item_model": {"q": server.item.q, "bi": server.item.bi, "mu": mu},
+        "item_model": {"q": server.item.q, "bi": server.item.bi, "mu": mu, "optimizer": server.optimizer.state},
     }

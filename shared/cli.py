@@ -35,6 +35,16 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--test-fraction", dest="data.test_fraction", type=float, metavar="F")
     group.add_argument("--leave-k", dest="data.leave_k", type=int, metavar="K")
     group.add_argument("--split-seed", dest="data.seed", type=int, metavar="N")
+    add_feedback_options(group)
+
+
+def add_feedback_options(group) -> None:
+    """--feedback and --positive-threshold (data settings every training command takes)."""
+    group.add_argument("--feedback", dest="data.feedback", choices=["explicit", "implicit"],
+                       help="explicit ratings (default), or implicit interactions trained for ranking (WRMF)")
+    group.add_argument("--positive-threshold", dest="data.positive_threshold", type=float, metavar="X",
+                       help="implicit feedback: interactions with value >= X are positives, the rest are dropped "
+                            "(4 binarises MovieLens); default: every interaction is a positive")
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -43,6 +53,8 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--reg", dest="model.reg", type=float, metavar="X")
     group.add_argument("--bias-reg", dest="model.bias_reg", type=float, metavar="X")
     group.add_argument("--seed", dest="model.seed", type=int, metavar="N", help="seed of the initial factors")
+    group.add_argument("--alpha", dest="model.alpha", type=float, metavar="X",
+                       help="implicit feedback: confidence of a positive is 1 + X (default 10)")
 
 
 def add_common_options(parser: argparse.ArgumentParser) -> None:
@@ -96,7 +108,7 @@ def _commands() -> dict[str, tuple[str, Callable[[argparse.ArgumentParser], None
     from fedrec.client import cli as client_cli
     from fedrec.client import serve_cli
     from fedrec.server import cli as server_cli
-    from fedrec.simulations import audit, compare
+    from fedrec.simulations import audit, compare, loop
     from fedrec.simulations import run as simulate
 
     return {
@@ -106,6 +118,7 @@ def _commands() -> dict[str, tuple[str, Callable[[argparse.ArgumentParser], None
         "compare": ("compare federated and centralised training: a report with tables and plots", compare.register),
         "client": ("join a fedrec server as one data holder, training on a local ratings file", client_cli.register),
         "data": ("fetch, check, split and partition rating data", data.register),
+        "loop": ("simulate the closed loop of recommending, clicks and federated training over time", loop.register),
         "server": ("start a fedrec server (a Flower SuperLink) and run federated training", server_cli.register),
         "recommend": ("top-N recommendations with reasons for one of a client's users", serve_cli.register_recommend),
         "serve": ("a client's recommendation and feedback service over HTTP", serve_cli.register_serve),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -40,6 +41,21 @@ class DataConfig(_Section):
     """With `per-user`: hold out exactly k ratings per user instead of a fraction (users keep at least one)."""
     seed: int = 42
     """Seed of the split."""
+    feedback: Literal["explicit", "implicit"] = "explicit"
+    """`explicit`: ratings to predict; `implicit`: every interaction is a positive (a click, a play), and the
+    model (WRMF) is trained and evaluated for ranking over the whole catalogue."""
+    positive_threshold: float | None = None
+    """Implicit feedback: an interaction is a positive when its value is at least this (e.g. 4 binarises
+    MovieLens); the others are dropped. None: every interaction is a positive."""
+
+    @model_validator(mode="after")
+    def _threshold_needs_implicit(self) -> DataConfig:
+        if self.positive_threshold is not None and self.feedback != "implicit":
+            raise ValueError("positive_threshold applies to implicit feedback only: set feedback = \"implicit\" "
+                             "(--feedback implicit) or leave the threshold unset")
+        if self.positive_threshold is not None and not math.isfinite(self.positive_threshold):
+            raise ValueError(f"positive_threshold must be a finite number, got {self.positive_threshold}")
+        return self
 
 
 class SyntheticConfig(_Section):
@@ -72,6 +88,8 @@ class ModelConfig(_Section):
     """L2 weight on b_u and b_i, applied once per rating."""
     seed: int = 0
     """Seed of the initial factors."""
+    alpha: PositiveFloat = 10.0
+    """Implicit feedback: confidence of a positive, c = 1 + alpha (every other user-item pair has confidence 1)."""
 
 
 class TrainConfig(_Section):
@@ -83,6 +101,10 @@ class TrainConfig(_Section):
     """Per-parameter update rule."""
     lr: PositiveFloat = 0.03
     """Learning rate."""
+    implicit_solver: Literal["als", "gradient"] = "als"
+    """Implicit feedback: `als` solves users then items exactly each epoch (alternating least squares);
+    `gradient` solves users exactly and takes one optimizer step on the item gradient, the step federated
+    training takes (for like-for-like comparisons)."""
 
 
 class EvalConfig(_Section):
@@ -175,6 +197,43 @@ class DPConfig(_Section):
     """L2 bound on one user's contribution to an evaluation sum (squared error, absolute error, test count)."""
 
 
+class LoopConfig(_Section):
+    """The closed loop (`fedrec loop`): recommend, simulated users respond, store, train, repeat."""
+
+    world: Literal["synthetic", "ml-100k", "ml-1m", "ml-latest-small"] = "synthetic"
+    """Ground truth: the synthetic generator's true taste, or an explicit MF fitted to a MovieLens dataset
+    (its predicted ratings are the truth); the starting interactions are the dataset's positives."""
+    start_threshold: float | None = 4.0
+    """The starting interactions: the world dataset's ratings at or above this (None: all of them). A rating
+    of 4 or 5 says the user liked the item, so the start carries taste; all ratings carry mostly popularity."""
+    steps: PositiveInt = 10
+    """Recommend-respond-train steps."""
+    rounds_per_step: PositiveInt = 5
+    """Training rounds (federated) or epochs (centralised) on the grown data after each step."""
+    warmup_rounds: PositiveInt = 20
+    """Training rounds or epochs on the starting interactions, before the first step."""
+    top_n: PositiveInt = 10
+    """Recommendations shown to every user at every step."""
+    position_bias: float = Field(1.0, ge=0.0)
+    """A user examines rank j (0-based) with probability 1 / (1 + j)^position_bias (0: every rank)."""
+    no_response: float = Field(0.2, ge=0.0, lt=1.0)
+    """Chance that a user does not look at the step's list at all."""
+    click_sharpness: PositiveFloat = 2.0
+    """An examined item is clicked with probability sigmoid(click_sharpness * z + click_offset), z the
+    standardised true affinity of the user for the item."""
+    click_offset: float = -3.0
+    """See click_sharpness: -3 makes an average item's click chance about 5%."""
+    explore: Literal["none", "epsilon-greedy", "thompson"] = "none"
+    """Exploration of the MF policies: none, a random unseen item in each slot with probability `epsilon`, or
+    scores from user factors drawn from their posterior (Thompson-style sampling)."""
+    epsilon: float = Field(0.1, ge=0.0, le=1.0)
+    """Epsilon-greedy: the chance of each slot being explored."""
+    thompson_scale: PositiveFloat = 1.0
+    """Thompson: the posterior draw's standard deviation scale (1: the WRMF posterior N(x_u, A_u^-1))."""
+    seed: int = 0
+    """Seed of the responses, the exploration and the random policy."""
+
+
 class FedrecConfig(_Section):
     """Every setting of fedrec, grouped by concern."""
 
@@ -186,6 +245,7 @@ class FedrecConfig(_Section):
     federated: FederatedConfig = FederatedConfig()
     secagg: SecAggConfig = SecAggConfig()
     dp: DPConfig = DPConfig()
+    loop: LoopConfig = LoopConfig()
 
     @model_validator(mode="after")
     def _dp_needs_secure_gradient_training(self) -> FedrecConfig:
@@ -194,6 +254,12 @@ class FedrecConfig(_Section):
                              "a share of the noise, which protects nobody in a plain sum")
         if self.dp.epsilon is not None and self.federated.update != "gradient":
             raise ValueError("dp.epsilon needs federated.update = \"gradient\" (delta updates need exact item counts)")
+        if self.dp.epsilon is not None and self.data.feedback == "implicit":
+            raise ValueError("dp.epsilon is not available with implicit feedback yet (the per-user clipping of the "
+                             "dense implicit item gradient is not implemented); use secure aggregation without DP")
+        if self.data.feedback == "implicit" and self.federated.update != "gradient":
+            raise ValueError("implicit feedback trains with federated.update = \"gradient\" (users are solved "
+                             "exactly on the client; the server steps the items on the summed gradient)")
         return self
 
 

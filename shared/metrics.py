@@ -6,7 +6,7 @@ import numpy as np
 
 from fedrec.shared import mf
 
-RANKING_SUM_KEYS = ("ndcg", "precision", "recall", "users")
+RANKING_SUM_KEYS = ("ndcg", "precision", "recall", "map", "users")
 
 
 def error_sums(predictions: np.ndarray, actual: np.ndarray) -> dict[str, float]:
@@ -28,7 +28,7 @@ def ranking_sums(
     relevant_threshold: float = 4.0,
     chunk: int = 512,
 ) -> tuple[dict[str, float], np.ndarray]:
-    """Sums of NDCG@k, precision@k and recall@k over users with a relevant held-out item, and how often
+    """Sums of NDCG@k, precision@k, recall@k and average precision@k (MAP@k) over users with a relevant held-out item, and how often
     each item was recommended (for catalogue coverage).
 
     Candidates are `candidate_items` (a boolean mask: items the model knows) minus the items the user
@@ -62,9 +62,28 @@ def ranking_sums(
         sums["ndcg"] += float(((hits * discounts[: top.shape[1]]).sum(1) / ideal).sum())
         sums["precision"] += float((hits.sum(1) / k).sum())
         sums["recall"] += float((hits.sum(1) / n_relevant).sum())
+        # AP@k: precision at each hit's rank, averaged over min(relevant, k) (the most hits a list can hold).
+        precision_at = np.cumsum(hits, 1) / np.arange(1, top.shape[1] + 1)
+        sums["map"] += float(((hits * precision_at).sum(1) / np.minimum(n_relevant, k)).sum())
         sums["users"] += len(block)
         recommended += np.bincount(top[valid], minlength=n_items)
     return sums, recommended
+
+
+def finalize_ranking(ranking: dict[str, float], recommended: np.ndarray | None, k: int) -> dict[str, float]:
+    """Precision, recall, NDCG and MAP at k and coverage (None without recommendation counts) from summed
+    ranking sums (`map` only when the sums hold it)."""
+    users = max(ranking["users"], 1.0)
+    result = {
+        f"precision@{k}": ranking["precision"] / users,
+        f"recall@{k}": ranking["recall"] / users,
+        f"ndcg@{k}": ranking["ndcg"] / users,
+    }
+    if "map" in ranking:
+        result[f"map@{k}"] = ranking["map"] / users
+    result["coverage"] = None if recommended is None else float((np.asarray(recommended) > 0).mean())
+    result["n_ranked_users"] = int(ranking["users"])
+    return result
 
 
 def finalize(error: dict[str, float], ranking: dict[str, float], recommended: np.ndarray | None, k: int) -> dict[str, float]:
@@ -81,3 +100,24 @@ def finalize(error: dict[str, float], ranking: dict[str, float], recommended: np
         "n_test": int(error["n"]),
         "n_ranked_users": int(ranking["users"]),
     }
+
+
+def headline(result: dict, k: int = 10) -> str:
+    """The metrics a person reads first: RMSE and MAE (explicit) or the ranking metrics (implicit); '-'
+    for a metric the run did not release (ranking sums under DP)."""
+    def value(key: str) -> str:
+        return f"{result[key]:.4f}" if result.get(key) is not None else "-"
+
+    if "rmse" in result:
+        return f"test RMSE {value('rmse')}  MAE {value('mae')}  NDCG@{k} {value(f'ndcg@{k}')}"
+    return "  ".join(f"{name}@{k} {value(f'{key}@{k}')}" for name, key in
+                     (("P", "precision"), ("R", "recall"), ("NDCG", "ndcg"), ("MAP", "map")))
+
+
+def round_metric(entry: dict, k: int = 10) -> str:
+    """One round's evaluated metric for progress lines: test RMSE (explicit) or NDCG@k (implicit)."""
+    if "rmse" in entry:
+        return f"test RMSE {entry['rmse']:.4f}"
+    if f"ndcg@{k}" in entry:
+        return f"NDCG@{k} {entry[f'ndcg@{k}']:.4f}"
+    return "test RMSE    -  "

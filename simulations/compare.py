@@ -14,18 +14,22 @@ import numpy as np
 from fedrec.shared import atomic, cli, preflight
 from fedrec.shared.config import FedrecConfig
 from fedrec.shared.data.load import load_train_test
+from fedrec.shared.data.positives import check_positives
 from fedrec.shared.data.ratings import Ratings
 from fedrec.shared.errors import ConfigError, FedrecError
+from fedrec.shared.metrics import headline, round_metric
 from fedrec.shared.train import evaluate, fit
+from fedrec.shared.train_implicit import evaluate_implicit, fit_implicit
 from fedrec.simulations import report
 from fedrec.simulations.results_schema import CompareResults, DataSummary, RoundEntry, RunMetrics, SettingRow
 from fedrec.shared.dp.plan import privacy_level
 from fedrec.simulations.run import add_federated_options, simulate
 
-METRICS = ("rmse", "mae", "ndcg@10", "recall@10", "wall_seconds", "bytes_up_per_client_per_round")
+METRICS = ("rmse", "mae", "ndcg@10", "recall@10", "precision@10", "map@10", "wall_seconds", "bytes_up_per_client_per_round")
 # Settings whose failure is recorded in the results instead of stopping the comparison.
 MAY_FAIL = ("federated-secure", "federated-secure-dp", "federated-per-user")
-ROUND_KEYS = ("clients", "rmse", "mae", "ndcg@10", "train_rmse", "seconds", "bytes_up", "bytes_down", "epsilon")
+ROUND_KEYS = ("clients", "rmse", "mae", "ndcg@10", "train_rmse", "train_loss", "seconds", "bytes_up", "bytes_down",
+              "epsilon")
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -121,9 +125,20 @@ def _run_centralized(config: FedrecConfig, train: Ratings, test: Ratings) -> dic
         last[0] = now
         _say(f"[centralized] epoch {epoch:4d}/{config.train.epochs}  train RMSE {train_rmse:.4f}")
 
+    def on_implicit_epoch(epoch: int, loss: float) -> None:
+        now = time.perf_counter()
+        history.append({"round": epoch, "train_loss": loss, "seconds": now - last[0]})
+        last[0] = now
+        _say(f"[centralized] epoch {epoch:4d}/{config.train.epochs}  training loss per positive {loss:.4f}")
+
     start = time.perf_counter()
-    model = fit(train, config.model, config.train, on_epoch=on_epoch)
-    metrics = evaluate(model, train, test, config.eval)
+    if config.data.feedback == "implicit":
+        threshold = config.data.positive_threshold
+        implicit_model = fit_implicit(train, threshold, config.model, config.train, on_epoch=on_implicit_epoch)
+        metrics = evaluate_implicit(implicit_model, train, test, threshold, config.eval)
+    else:
+        model = fit(train, config.model, config.train, on_epoch=on_epoch)
+        metrics = evaluate(model, train, test, config.eval)
     return {**metrics, "wall_seconds": time.perf_counter() - start, "history": history}
 
 
@@ -131,9 +146,8 @@ def _run_federated(name: str, config: FedrecConfig, n_items: int) -> dict:
     rounds = config.federated.rounds
 
     def on_round(entry: dict) -> None:
-        rmse = f"{entry['rmse']:.4f}" if "rmse" in entry else "   -  "
         note = f"  SKIPPED: {entry['skipped']}" if "skipped" in entry else ""
-        _say(f"[{name}] round {entry['round']:4d}/{rounds}  clients {entry['clients']:4d}  test RMSE {rmse}  "
+        _say(f"[{name}] round {entry['round']:4d}/{rounds}  clients {entry['clients']:4d}  {round_metric(entry)}  "
              f"{entry['seconds']:6.2f} s  up {entry['bytes_up'] / 1e6:8.3f} MB  down {entry['bytes_down'] / 1e6:8.3f} MB{note}")
 
     result = simulate(config, on_round, n_items=n_items)
@@ -194,7 +208,8 @@ def _run_setting(name: str, config: FedrecConfig, train: Ratings, test: Ratings,
     for repeat, seed in enumerate(seeds):
         seeded = _with(config, model__seed=seed)
         fed = seeded.federated
-        how = (f"{fed.rounds} full-batch epochs" if name == "centralized" else
+        epochs = "ALS epochs" if seeded.data.feedback == "implicit" and seeded.train.implicit_solver == "als" else "full-batch epochs"
+        how = (f"{fed.rounds} {epochs}" if name == "centralized" else
                f"{fed.num_clients} clients, {fed.rounds} rounds, {'secure' if fed.secure else 'plain'} aggregation")
         _say(f"[compare] {name}: model seed {seed} (repeat {repeat + 1}/{repeats}), {how}")
         try:
@@ -208,7 +223,7 @@ def _run_setting(name: str, config: FedrecConfig, train: Ratings, test: Ratings,
             error = f"{type(exc).__name__}: {exc}"
             _say(f"[compare] {name} FAILED: {error}")
             return _row(name, config, seeds, [], error)
-        _say(f"[compare] {name} done: test RMSE {runs[-1]['rmse']:.4f}, {runs[-1]['wall_seconds']:.1f} s")
+        _say(f"[compare] {name} done: {headline(runs[-1])}, {runs[-1]['wall_seconds']:.1f} s")
     return _row(name, config, seeds, runs, None)
 
 
@@ -223,6 +238,8 @@ def compare(config: FedrecConfig, out_dir: Path, repeats: int = 1, per_user: boo
     check_out_dir(out_dir)
     train, test = load_train_test(config)
     preflight.check_federation(config.federated, train.n_users)
+    if config.data.feedback == "implicit":
+        check_positives(train, config.data.positive_threshold)
     config = _with(config, train__epochs=config.federated.rounds)  # one full-batch step per epoch = one per round
     source = config.data.dataset if config.data.train is None else f"train={config.data.train} test={config.data.test}"
     _say(f"[compare] {source}: {len(train)} training and {len(test)} test ratings, {train.n_users} users, "

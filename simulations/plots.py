@@ -25,11 +25,15 @@ def _federated(results: CompareResults) -> list[SettingRow]:
 
 
 def rmse_by_round(results: CompareResults) -> bytes:
-    """Test RMSE against round for each federated setting; the centralised RMSE as a horizontal line."""
+    """Test RMSE (implicit feedback: NDCG@10) against round for each federated setting; the centralised
+    value as a horizontal line."""
+    implicit = results.config.get("data", {}).get("feedback") == "implicit"
+    key, label = ("ndcg_at_10", "test NDCG@10") if implicit else ("rmse", "test RMSE")
     figure = Figure(figsize=(7, 4.5), layout="constrained")
     axes = figure.add_subplot()
     for style, row in zip(LINE_STYLES, _federated(results)):
-        points = [(entry.round, entry.rmse, entry.rmse_std) for entry in row.history if entry.rmse is not None]
+        points = [(entry.round, getattr(entry, key), entry.rmse_std if not implicit else None)
+                  for entry in row.history if getattr(entry, key) is not None]
         if not points:
             continue
         rounds, rmse, std = zip(*points)
@@ -40,11 +44,11 @@ def rmse_by_round(results: CompareResults) -> bytes:
             axes.fill_between(rounds, low, high, color=line.get_color(), alpha=0.2)
     for row in results.rows:
         if row.name == "centralized" and row.status == "ok":
-            axes.axhline(row.rmse, color="black", linestyle="--", label=f"centralized (after {row.rounds} epochs)")
+            axes.axhline(getattr(row, key), color="black", linestyle="--", label=f"centralized (after {row.rounds} epochs)")
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_xlabel("round")
-    axes.set_ylabel("test RMSE")
-    axes.set_title(f"Test RMSE by round ({results.data.source})")
+    axes.set_ylabel(label)
+    axes.set_title(f"{label[0].upper()}{label[1:]} by round ({results.data.source})")
     axes.grid(alpha=0.3)
     if axes.get_legend_handles_labels()[0]:
         axes.legend()

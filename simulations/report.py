@@ -23,11 +23,23 @@ COLUMNS = [  # (row attribute, header, format)
     ("wall_seconds", "wall s", ".2f"),
     ("bytes_up_per_client_per_round", "up B/client/round", ",.0f"),
 ]
+IMPLICIT_COLUMNS = [  # implicit feedback: ranking metrics on held-out positives, no ratings to predict
+    ("precision_at_10", "P@10", ".4f"),
+    ("recall_at_10", "R@10", ".4f"),
+    ("ndcg_at_10", "NDCG@10", ".4f"),
+    ("map_at_10", "MAP@10", ".4f"),
+    ("wall_seconds", "wall s", ".2f"),
+    ("bytes_up_per_client_per_round", "up B/client/round", ",.0f"),
+]
 
 
-def command_line(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str:
+def is_implicit(results: CompareResults) -> bool:
+    return results.config.get("data", {}).get("feedback") == "implicit"
+
+
+def command_line(parser: argparse.ArgumentParser, args: argparse.Namespace, program: str = "fedrec compare") -> str:
     """The command as parsed: every option given on the command line (or differing from its default), in order."""
-    words = ["fedrec compare"]
+    words = [program]
     for action in parser._actions:  # argparse has no public listing of a parser's options
         value = getattr(args, action.dest, None)
         if not action.option_strings or value is None or value == action.default or action.dest == "help":
@@ -45,9 +57,9 @@ def command_line(parser: argparse.ArgumentParser, args: argparse.Namespace) -> s
     return " ".join([words[0], shlex.join(words[1:])]) if len(words) > 1 else words[0]
 
 
-def _cell(row: SettingRow, key: str, fmt: str) -> str:
+def _cell(row: SettingRow, key: str, fmt: str, first: str) -> str:
     if row.status == "failed":
-        return "failed" if key == "rmse" else "-"
+        return "failed" if key == first else "-"
     mean, std = getattr(row, key), getattr(row, f"{key}_std")
     if mean is None:
         return "-"
@@ -55,13 +67,14 @@ def _cell(row: SettingRow, key: str, fmt: str) -> str:
 
 
 def results_table(results: CompareResults, markdown: bool = True) -> str:
+    metric_columns = IMPLICIT_COLUMNS if is_implicit(results) else COLUMNS
     rows = []
     for row in results.rows:
         cells = {"name": row.name, "rounds": str(row.rounds)}
-        cells.update({key: _cell(row, key, fmt) for key, _, fmt in COLUMNS})
+        cells.update({key: _cell(row, key, fmt, metric_columns[0][0]) for key, _, fmt in metric_columns})
         cells["clients"] = "-" if row.num_clients is None else f"{row.clients_per_round or row.num_clients}/{row.num_clients}"
         rows.append(cells)
-    columns = [("name", "setting", ""), *COLUMNS, ("rounds", "rounds", ""), ("clients", "clients/round", "")]
+    columns = [("name", "setting", ""), *metric_columns, ("rounds", "rounds", ""), ("clients", "clients/round", "")]
     return format_table(rows, columns, markdown=markdown)
 
 
@@ -108,7 +121,11 @@ def machine_facts() -> dict[str, str]:
 def _setting_notes(results: CompareResults) -> list[str]:
     notes = []
     for row in results.rows:
-        if row.name == "centralized":
+        if row.name == "centralized" and is_implicit(results):
+            solver = results.config["train"]["implicit_solver"]
+            what = (f"pooled data, {row.rounds} epochs of WRMF `{solver}` (train.epochs = federated.rounds; `gradient` "
+                    "takes the federated step, `als` solves the items exactly)")
+        elif row.name == "centralized":
             what = f"pooled data, {row.rounds} full-batch epochs (train.epochs = federated.rounds)"
         else:
             what = (f"{row.num_clients} clients, {row.clients_per_round or 'fraction-sampled'} per round, "
@@ -139,7 +156,7 @@ def render(results: CompareResults) -> str:
     if failed:
         lines += ["Failed settings:", ""] + [f"- `{row.name}`: {row.error}" for row in failed] + [""]
     lines += [
-        "![test RMSE by round](rmse_by_round.png)", "", "![cost per round](cost_per_round.png)", "",
+        f"![test {'NDCG@10' if is_implicit(results) else 'RMSE'} by round](rmse_by_round.png)", "", "![cost per round](cost_per_round.png)", "",
         "## Settings", "", *_setting_notes(results), "",
         "## Command", "", "```sh", results.command, "```", "",
         "## Configuration", "", "Shared by every setting (each changes only what is listed above).", "",

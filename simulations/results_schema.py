@@ -27,6 +27,8 @@ class RoundEntry(_Strict):
     ndcg_at_10: float | None = Field(None, alias="ndcg@10")
     train_rmse: float | None = None
     """RMSE on the ratings trained on this round, at the model the round started from."""
+    train_loss: float | None = None
+    """Implicit feedback, centralised: the WRMF training loss per positive after the epoch."""
     seconds: NonNegativeFloat
     bytes_up: NonNegativeFloat = 0.0
     """Payload bytes the clients sent this round (training and evaluation exchanges)."""
@@ -42,11 +44,15 @@ class RunMetrics(_Strict):
     """The final metrics of one repeat (one model seed)."""
 
     seed: int
-    rmse: float
-    mae: float
+    rmse: float | None = None
+    """None with implicit feedback (no ratings to predict)."""
+    mae: float | None = None
     ndcg_at_10: float | None = Field(None, alias="ndcg@10")
     """None under differential privacy (ranking sums are not released)."""
     recall_at_10: float | None = Field(None, alias="recall@10")
+    precision_at_10: float | None = Field(None, alias="precision@10")
+    map_at_10: float | None = Field(None, alias="map@10")
+    """Implicit feedback only."""
     wall_seconds: NonNegativeFloat
     bytes_up_per_client_per_round: NonNegativeFloat | None = None
 
@@ -66,6 +72,11 @@ class SettingRow(_Strict):
     ndcg_at_10_std: float | None = Field(None, alias="ndcg@10_std")
     recall_at_10: float | None = Field(None, alias="recall@10")
     recall_at_10_std: float | None = Field(None, alias="recall@10_std")
+    precision_at_10: float | None = Field(None, alias="precision@10")
+    precision_at_10_std: float | None = Field(None, alias="precision@10_std")
+    map_at_10: float | None = Field(None, alias="map@10")
+    """Mean average precision at 10 (implicit feedback only)."""
+    map_at_10_std: float | None = Field(None, alias="map@10_std")
     wall_seconds: NonNegativeFloat | None = None
     wall_seconds_std: NonNegativeFloat | None = None
     bytes_up_per_client_per_round: NonNegativeFloat | None = None
@@ -90,7 +101,10 @@ class SettingRow(_Strict):
         if self.status == "failed" and not self.error:
             raise ValueError("a failed setting needs an error message")
         if self.status == "ok":
-            needed = ("rmse", "mae", "wall_seconds") + (() if self.name == "federated-secure-dp" else ("ndcg_at_10", "recall_at_10"))
+            if self.rmse is None and self.mae is None:  # implicit feedback: ranking metrics only
+                needed = ("wall_seconds", "ndcg_at_10", "recall_at_10", "map_at_10")
+            else:
+                needed = ("rmse", "mae", "wall_seconds") + (() if self.name == "federated-secure-dp" else ("ndcg_at_10", "recall_at_10"))
             missing = [key for key in needed if getattr(self, key) is None]
             if missing or not self.runs:
                 raise ValueError(f"a successful setting needs its metrics and runs (missing: {missing or ['runs']})")

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from fedrec.shared import atomic, cli, preflight
+from fedrec.shared import atomic, cli, metrics, preflight
 from fedrec.shared.config import FedrecConfig
 from fedrec.shared.data.load import load_train_test
+from fedrec.shared.data.positives import check_positives
 from fedrec.shared.dp.plan import privacy_line
 from fedrec.shared.errors import ConfigError, FedrecError
 
@@ -105,10 +106,9 @@ def simulate(config: FedrecConfig, on_round=None, n_items: int | None = None, cl
 
 
 def _print_round(entry: dict) -> None:
-    rmse = f"{entry['rmse']:.4f}" if "rmse" in entry else "   -  "
     note = f"  SKIPPED: {entry['skipped']}" if "skipped" in entry else ""
     eps = f"  epsilon {entry['epsilon']:.2f}" if "epsilon" in entry else ""
-    print(f"round {entry['round']:4d}  clients {entry['clients']:4d}  test RMSE {rmse}{eps}  "
+    print(f"round {entry['round']:4d}  clients {entry['clients']:4d}  {metrics.round_metric(entry)}{eps}  "
           f"{entry['seconds']:6.2f} s  up {entry['bytes_up'] / 1e6:8.2f} MB  down {entry['bytes_down'] / 1e6:8.2f} MB{note}",
           file=sys.stderr, flush=True)
 
@@ -133,10 +133,15 @@ def run(args: argparse.Namespace) -> int:
     train, test = load_train_test(config)
     fed = config.federated
     preflight.check_federation(fed, train.n_users)
+    if config.data.feedback == "implicit":
+        check_positives(train, config.data.positive_threshold)
     print(privacy_line(config, train.n_items, train.n_users), file=sys.stderr)
     print(f"{len(train)} training and {len(test)} test ratings, {train.n_users} users, {train.n_items} items; "
           f"{fed.num_clients} clients, {fed.rounds} rounds, {'secure' if fed.secure else 'plain'} aggregation",
           file=sys.stderr)
+    if args.client_state_dir is not None and config.data.feedback == "implicit":
+        raise ConfigError("--client-state-dir keeps state for serving the explicit model; serving an implicit "
+                          "(WRMF) model is not implemented, so there is no client state to keep")
     if args.client_state_dir is not None:
         prepare_client_state(args.client_state_dir, fed.num_clients)
     result = simulate(config, _print_round, n_items=train.n_items, client_state_dir=args.client_state_dir)
@@ -146,11 +151,9 @@ def run(args: argparse.Namespace) -> int:
         outputs[args.json] = atomic.json_bytes({**result, "n_train": len(train), "n_test": len(test),
                                                 "config": config.model_dump(mode="json")})
     atomic.write_files(outputs)  # both or neither
-    k = config.eval.top_k
-    ndcg = result.get(f"ndcg@{k}")
-    ndcg_text = f"NDCG@{k} {ndcg:.4f}" if ndcg is not None else f"NDCG@{k} - (not released under DP)"
     dp_text = f"  epsilon spent {result['dp']['epsilon_spent']:.3f} of {result['dp']['epsilon']:g}" if "dp" in result else ""
-    print(f"final: test RMSE {result['rmse']:.4f}  MAE {result['mae']:.4f}  {ndcg_text}{dp_text}  "
+    dp_note = " (ranking not released under DP)" if "dp" in result else ""
+    print(f"final: {metrics.headline(result, config.eval.top_k)}{dp_note}{dp_text}  "
           f"wall {result['wall_seconds']:.1f} s; item model saved to {args.model_out}")
     if args.client_state_dir is not None:
         print(f"each client's state and final model: {args.client_state_dir}/client-K/ "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from fedrec.shared.config import SyntheticConfig
@@ -38,8 +40,28 @@ def _sample_pairs(rng: np.random.Generator, config: SyntheticConfig) -> tuple[np
     return keys // n_items, keys % n_items
 
 
+@dataclass(frozen=True)
+class TrueTaste:
+    """The generator's ground truth: expected rating = mean + user_bias + item_bias + p . q (before noise)."""
+
+    mean: float
+    user_bias: np.ndarray
+    item_bias: np.ndarray
+    p: np.ndarray
+    q: np.ndarray
+
+    def expected_ratings(self) -> np.ndarray:
+        """Every user's expected rating of every item (n_users x n_items)."""
+        return self.mean + self.user_bias[:, None] + self.item_bias[None, :] + self.p @ self.q.T
+
+
 def generate(config: SyntheticConfig) -> Ratings:
     """Ratings r = round(mean + b_u + b_i + p_u.q_i + noise), clipped to 1..5, with timestamps."""
+    return generate_with_truth(config)[0]
+
+
+def generate_with_truth(config: SyntheticConfig) -> tuple[Ratings, TrueTaste]:
+    """The ratings of `generate` and the true taste they were drawn from (for simulations with ground truth)."""
     if config.n_ratings > config.n_users * config.n_items // 2:
         raise ConfigError(
             f"synthetic.n_ratings = {config.n_ratings} is more than half of n_users * n_items "
@@ -55,7 +77,7 @@ def generate(config: SyntheticConfig) -> Ratings:
     signal = MEAN_RATING + user_bias[users] + item_bias[items] + np.einsum("nk,nk->n", p[users], q[items])
     values = np.clip(np.rint(signal + rng.normal(0.0, config.noise, users.size)), RATING_MIN, RATING_MAX)
     timestamps = 880_000_000 + rng.integers(0, 3 * 365 * 86_400, users.size)
-    return Ratings(
+    ratings = Ratings(
         users=users.astype(np.int64),
         items=items.astype(np.int64),
         values=values,
@@ -65,3 +87,4 @@ def generate(config: SyntheticConfig) -> Ratings:
         rating_min=RATING_MIN,
         rating_max=RATING_MAX,
     )
+    return ratings, TrueTaste(MEAN_RATING, user_bias, item_bias, p, q)

@@ -1,0 +1,131 @@
+"""Implicit-feedback MF (WRMF, Hu, Koren and Volinsky 2008): loss, exact row solves and item gradients, vectorised.
+
+Every user-item pair takes part. A positive (user u interacted with item i) has preference 1 and confidence
+c = 1 + alpha; every other pair has preference 0 and confidence 1:
+
+    L = 1/2 sum_(u,i) c_ui (p_ui - x_u . y_i)^2 + reg/2 (|X|^2 + |Y|^2).
+
+The sum over all pairs never materialises: its preference-0, confidence-1 part is sum_i y_i^T (X^T X) y_i,
+and the positives correct it. For fixed items, each user's x_u is a ridge solve (and vice versa):
+
+    x_u = (Y^T Y + alpha sum_(i in I_u) y_i y_i^T + reg I)^-1 (1 + alpha) sum_(i in I_u) y_i,
+
+and the item gradient at the solved users is Y (X^T X) + E^T X + reg Y, with E_ui = alpha s_ui - (1 + alpha)
+on positives (s = x_u . y_i). The data part is a sum over users, so over clients: the federated item gradient
+(Ammad-ud-din et al. 2019) is the secure sum of the clients' parts, dense over the catalogue, plus reg Y.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import scipy.sparse as sp
+
+GATHER_CHUNK_VALUES = 4_000_000
+"""Largest block of gathered factors (rows x padded positives x k) `gram_rows` builds at once: about 32 MB."""
+MIN_RIDGE = 1e-9
+"""Added to reg so that a solve stays well posed when reg is 0."""
+
+
+def interaction_matrix(users: np.ndarray, items: np.ndarray, n_users: int, n_items: int) -> sp.csr_matrix:
+    """The 0/1 positives matrix (users x items); a pair given twice is still one positive."""
+    matrix = sp.csr_matrix((np.ones(len(users)), (users, items)), shape=(n_users, n_items))
+    matrix.sum_duplicates()
+    matrix.data[:] = 1.0
+    return matrix
+
+
+def _padded_blocks(positives: sp.csr_matrix, k: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(rows, column index (rows x cap), valid mask) for the rows with positives, bucketed by their count
+    rounded up to a power of two `cap` and cut into blocks of bounded size: a loop over ~log2(max count)
+    buckets, never over rows or positives. Padding slots point at column 0 and are marked invalid."""
+    counts = np.diff(positives.indptr)
+    caps = np.left_shift(1, np.ceil(np.log2(np.maximum(counts, 1))).astype(np.int64))
+    for cap in np.unique(caps[counts > 0]):
+        bucket = np.flatnonzero((caps == cap) & (counts > 0))
+        per_block = max(1, GATHER_CHUNK_VALUES // (int(cap) * k))
+        slots = np.arange(cap)
+        for start in range(0, bucket.size, per_block):
+            rows = bucket[start : start + per_block]
+            valid = slots < counts[rows][:, None]
+            where = np.where(valid, positives.indptr[rows][:, None] + slots, 0)
+            yield rows, positives.indices[where], valid
+
+
+def _gather(factors: np.ndarray, columns: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    return factors[columns] * valid[..., None]  # (rows, cap, k), padding rows zero
+
+
+def gram_rows(positives: sp.csr_matrix, factors: np.ndarray) -> np.ndarray:
+    """sum_(j positive in row r) f_j f_j^T for every row r: (rows x k x k), one batched product per block."""
+    n_rows, k = positives.shape[0], factors.shape[1]
+    grams = np.zeros((n_rows, k, k))
+    for rows, columns, valid in _padded_blocks(positives, k):
+        gathered = _gather(factors, columns, valid)
+        grams[rows] = np.matmul(gathered.transpose(0, 2, 1), gathered)
+    return grams
+
+
+def solve_rows(positives: sp.csr_matrix, factors: np.ndarray, reg: float, alpha: float,
+               return_systems: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """The exact minimiser of L over every row's vector for fixed `factors` (the other side); with
+    `return_systems`, also each row's system matrix A (its posterior precision, for Thompson sampling).
+
+    A_r = B + alpha F_r^T F_r with B = F^T F + reg I shared by all rows. A row with fewer positives than k
+    is solved through the Woodbury identity, x = B^-1 b - W^T (I / alpha + W F_r^T)^-1 W b with W = F_r B^-1
+    (a cap x cap system instead of k x k: the long tail of rows with few positives costs little); the
+    others by a batched dense solve. Both are exact up to floating point."""
+    n_rows, k = positives.shape[0], factors.shape[1]
+    base = factors.T @ factors
+    base[np.arange(k), np.arange(k)] += reg + MIN_RIDGE
+    rhs = (1.0 + alpha) * np.asarray(positives @ factors)
+    if return_systems:
+        systems = gram_rows(positives, factors)
+        systems *= alpha
+        systems += base
+        return np.linalg.solve(systems, rhs[..., None])[..., 0], systems
+    base_inverse_factors = np.linalg.solve(base, factors.T).T  # row j: B^-1 f_j (B is symmetric)
+    solved = np.zeros((n_rows, k))  # a row without positives has b = 0, so x = 0
+    for rows, columns, valid in _padded_blocks(positives, k):
+        f = _gather(factors, columns, valid)
+        b = rhs[rows]
+        if columns.shape[1] < k:
+            w = _gather(base_inverse_factors, columns, valid)
+            small = np.matmul(w, f.transpose(0, 2, 1))
+            small[:, np.arange(columns.shape[1]), np.arange(columns.shape[1])] += 1.0 / alpha
+            correction = np.linalg.solve(small, np.matmul(w, b[..., None]))
+            solved[rows] = (np.linalg.solve(base, b.T).T - np.matmul(w.transpose(0, 2, 1), correction)[..., 0])
+        else:
+            systems = alpha * np.matmul(f.transpose(0, 2, 1), f) + base
+            solved[rows] = np.linalg.solve(systems, b[..., None])[..., 0]
+    return solved
+
+
+def positive_scores(positives: sp.csr_matrix, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """x_u . y_i for every positive, in the matrix's data order."""
+    rows = np.repeat(np.arange(positives.shape[0]), np.diff(positives.indptr))
+    return np.einsum("nk,nk->n", x[rows], y[positives.indices])
+
+
+def loss(positives: sp.csr_matrix, x: np.ndarray, y: np.ndarray, reg: float, alpha: float) -> float:
+    """L above (all pairs, without building them)."""
+    s = positive_scores(positives, x, y)
+    everything = float(np.sum((x.T @ x) * (y.T @ y)))  # sum over all pairs of s^2
+    correction = float(np.sum((1.0 + alpha) * (1.0 - s) ** 2 - s * s))
+    return 0.5 * (everything + correction) + 0.5 * reg * (float(np.sum(x * x)) + float(np.sum(y * y)))
+
+
+def item_gradient_data(positives: sp.csr_matrix, x: np.ndarray, y: np.ndarray, alpha: float) -> np.ndarray:
+    """The users' part of dL/dY (without reg Y): Y (X^T X) + E^T X. Dense over every item, because every
+    item is a (confidence-1) negative of every user."""
+    s = positive_scores(positives, x, y)
+    errors = sp.csr_matrix((alpha * s - (1.0 + alpha), positives.indices, positives.indptr), shape=positives.shape)
+    return y @ (x.T @ x) + np.asarray(errors.T @ x)
+
+
+def user_gradient(positives: sp.csr_matrix, x: np.ndarray, y: np.ndarray, reg: float, alpha: float) -> np.ndarray:
+    """dL/dX (zero at the exact user solve): X (Y^T Y) + E Y + reg X."""
+    s = positive_scores(positives, x, y)
+    errors = sp.csr_matrix((alpha * s - (1.0 + alpha), positives.indices, positives.indptr), shape=positives.shape)
+    return x @ (y.T @ y) + np.asarray(errors @ y) + reg * x

@@ -1,0 +1,183 @@
+"""Benchmark: fedrec's implicit-feedback WRMF against the `implicit` package's ALS, and federated-secure training.
+
+One run, per dataset: MovieLens binarised at a positive threshold (4: interactions rated 4 or 5 are the
+positives, the rest are dropped), fedrec's random 80/20 split (seed 42), and on it
+- fedrec's centralised WRMF (ALS with exact solves) and `implicit`'s AlternatingLeastSquares with the same
+  factors, regularisation, confidence alpha and iterations, fits interleaved with a different seed per repeat
+  (after one untimed warm-up fit of each); only the fit is timed; both are scored by fedrec's metric code on
+  the held-out positives (metrics are means over the repeats, `NDCG sd` their standard deviation, fit
+  seconds the median);
+- fedrec federated with secure aggregation (in-process Flower ClientApps, every client every round): users
+  solved on the clients, the item side stepped on the securely summed item gradients.
+
+`implicit` is optional (`pip install -e .[bench]`); without it only fedrec is measured, with a note.
+
+    python -m simulations.bench_implicit [--data-dir DIR] [--repeats 3] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fedrec.shared import atomic, wrmf
+from fedrec.shared.config import FedrecConfig, load_config
+from fedrec.shared.data.load import load_train_test
+from fedrec.shared.data.positives import check_positives, positives
+from fedrec.shared.errors import FedrecError
+from fedrec.shared.table import format_table
+from fedrec.shared.threads import single_blas_thread
+from fedrec.shared.train_implicit import ImplicitModel, evaluate_implicit, fit_implicit
+
+DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "movielens"
+DATASETS = ("ml-100k", "ml-latest-small")
+WARMUP_SEED = 1_000_003  # distinct from the timed seeds 0..repeats-1
+METRICS = ("precision@10", "recall@10", "ndcg@10", "map@10", "coverage")
+COLUMNS = [
+    ("dataset", "dataset", ""),
+    ("model", "model", ""),
+    ("precision@10", "P@10", ".4f"),
+    ("recall@10", "R@10", ".4f"),
+    ("ndcg@10", "NDCG@10", ".4f"),
+    ("ndcg_sd", "NDCG sd", ".4f"),
+    ("map@10", "MAP@10", ".4f"),
+    ("coverage", "coverage", ".3f"),
+    ("fit_seconds", "fit s", ".2f"),
+]
+
+
+def _import_implicit() -> Any | None:
+    try:
+        from implicit.cpu.als import AlternatingLeastSquares
+    except ImportError:
+        print("bench_implicit: the `implicit` package is not installed, so only fedrec is measured. Install it "
+              "with `pip install implicit==0.7.3` (or `pip install -e .[bench]`).", file=sys.stderr)
+        return None
+    return AlternatingLeastSquares
+
+
+def _fit_implicit_package(als_class, train_matrix, config: FedrecConfig, seed: int) -> tuple[ImplicitModel, float]:
+    model_config = config.model
+    with warnings.catch_warnings():  # its advice on BLAS threads is followed (main runs on single_blas_thread)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        als = als_class(factors=model_config.factors, regularization=model_config.reg, alpha=model_config.alpha,
+                        iterations=config.train.epochs, random_state=seed, calculate_training_loss=False)
+    start = time.perf_counter()
+    als.fit(train_matrix, show_progress=False)
+    seconds = time.perf_counter() - start
+    counts = np.asarray(train_matrix.sum(axis=0)).ravel()
+    return ImplicitModel(np.asarray(als.user_factors, np.float64), np.asarray(als.item_factors, np.float64), counts), seconds
+
+
+def _seeded(config: FedrecConfig, seed: int) -> FedrecConfig:
+    return config.model_copy(update={"model": config.model.model_copy(update={"seed": seed})})
+
+
+def _centralised(config: FedrecConfig, train, test, als_class, repeats: int) -> list[dict]:
+    threshold = config.data.positive_threshold
+    pos = positives(train, threshold)
+    matrix = wrmf.interaction_matrix(pos.users, pos.items, pos.n_users, pos.n_items)
+    fit_implicit(train, threshold, _seeded(config, WARMUP_SEED).model, config.train)  # untimed warm-up
+    if als_class is not None:
+        _fit_implicit_package(als_class, matrix, config, WARMUP_SEED)
+    runs: dict[str, list[dict]] = {"fedrec WRMF (ALS)": [], "implicit ALS": []}
+    for repeat in range(repeats):
+        order = ("fedrec", "implicit") if repeat % 2 == 0 else ("implicit", "fedrec")  # load drift hits both
+        for side in order:
+            if side == "fedrec":
+                start = time.perf_counter()
+                model = fit_implicit(train, threshold, _seeded(config, repeat).model, config.train)
+                seconds = time.perf_counter() - start
+                runs["fedrec WRMF (ALS)"].append({**evaluate_implicit(model, train, test, threshold, config.eval),
+                                                  "fit_seconds": seconds})
+            elif als_class is not None:
+                model, seconds = _fit_implicit_package(als_class, matrix, config, repeat)
+                runs["implicit ALS"].append({**evaluate_implicit(model, train, test, threshold, config.eval),
+                                             "fit_seconds": seconds})
+    return [{"model": name, "repeats": len(found),
+             **{key: statistics.fmean(run[key] for run in found) for key in METRICS},
+             "ndcg_sd": statistics.stdev(run["ndcg@10"] for run in found) if len(found) > 1 else None,
+             "fit_seconds": statistics.median(run["fit_seconds"] for run in found)}
+            for name, found in runs.items() if found]
+
+
+def _federated(config: FedrecConfig, n_items: int) -> dict:
+    from fedrec.server.federation import run_federation
+    from fedrec.server.inprocess import InProcessGrid
+
+    fed = config.federated
+    result = run_federation(InProcessGrid(config, fed.num_clients), config, n_items)
+    return {"model": f"fedrec federated-secure ({fed.num_clients} clients, {fed.rounds} rounds)", "repeats": 1,
+            **{key: result[key] for key in METRICS}, "ndcg_sd": None, "fit_seconds": result["wall_seconds"]}
+
+
+def bench(dataset: str, data_dir: Path, overrides: dict, repeats: int, als_class, federated: bool) -> list[dict]:
+    config = load_config(None, {"data.dataset": dataset, "data.data_dir": str(data_dir), "data.feedback": "implicit",
+                                "data.positive_threshold": 4.0, "eval.coverage": True, **overrides})
+    train, test = load_train_test(config)
+    check_positives(train, config.data.positive_threshold)
+    print(f"bench_implicit: {dataset}: {int((train.values >= 4).sum())} training and {int((test.values >= 4).sum())} "
+          f"test positives, {train.n_users} users, {train.n_items} items", file=sys.stderr, flush=True)
+    rows = _centralised(config, train, test, als_class, repeats)
+    if federated:
+        rows.append(_federated(config, train.n_items))
+    return [{"dataset": dataset, **row} for row in rows]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
+    parser.add_argument("--repeats", type=int, default=3, help="centralised fits per library (default 3)")
+    parser.add_argument("--factors", type=int, default=32)
+    parser.add_argument("--reg", type=float, default=0.1)
+    parser.add_argument("--alpha", type=float, default=10.0)
+    parser.add_argument("--iterations", type=int, default=15, help="ALS iterations of both libraries")
+    parser.add_argument("--rounds", type=int, default=60, help="federated rounds")
+    parser.add_argument("--num-clients", type=int, default=10)
+    parser.add_argument("--server-lr", type=float, default=0.05,
+                        help="federated server Adam learning rate (default 0.05: 0.03 needs about 100 rounds on ml-latest-small)")
+    parser.add_argument("--no-federated", dest="federated", action="store_false", help="skip the federated run")
+    parser.add_argument("--json", type=Path, metavar="OUT")
+    args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error(f"--repeats must be at least 1, got {args.repeats}")
+    overrides = {"model.factors": args.factors, "model.reg": args.reg, "model.alpha": args.alpha,
+                 "train.epochs": args.iterations, "federated.rounds": args.rounds,
+                 "federated.num_clients": args.num_clients, "federated.server_lr": args.server_lr,
+                 "federated.eval_every": args.rounds, "federated.secure": True}
+    als_class = _import_implicit()
+    try:
+        with single_blas_thread():  # both libraries fit on one BLAS thread (implicit asks for it; see shared/threads.py)
+            rows = [row for dataset in args.datasets
+                    for row in bench(dataset, args.data_dir, overrides, args.repeats, als_class, args.federated)]
+    except FedrecError as exc:
+        print(f"bench_implicit: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    print(format_table(rows, COLUMNS, markdown=True))
+    for dataset in args.datasets:
+        found = {row["model"].split(" (")[0]: row for row in rows if row["dataset"] == dataset}
+        central = found["fedrec WRMF"]["ndcg@10"]
+        notes = []
+        if "implicit ALS" in found:
+            notes.append(f"fedrec/implicit NDCG@10 {central / found['implicit ALS']['ndcg@10']:.3f}, "
+                         f"fit time {found['fedrec WRMF']['fit_seconds'] / found['implicit ALS']['fit_seconds']:.2f}x")
+        if "fedrec federated-secure" in found:
+            gap = (found["fedrec federated-secure"]["ndcg@10"] - central) / central
+            notes.append(f"federated-secure vs centralised NDCG@10 {gap:+.2%}")
+        print(f"{dataset}: " + "; ".join(notes))
+    if args.json is not None:
+        atomic.write_json(args.json, {"rows": rows, "settings": vars(args) | {"data_dir": str(args.data_dir),
+                                                                             "json": str(args.json)}})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

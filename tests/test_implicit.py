@@ -1,0 +1,144 @@
+"""Implicit feedback (WRMF): gradients against finite differences, exact solves, MAP, federated = centralised."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fedrec.server.federation import run_federation
+from fedrec.shared import cli, metrics, mf, wrmf
+from fedrec.shared.config import load_config
+from fedrec.shared.data.load import load_train_test
+from fedrec.shared.data.positives import positives
+from fedrec.shared.train_implicit import evaluate_implicit, fit_implicit
+from tests.conftest import make_ratings
+from tests.fakegrid import FakeGrid
+
+REG, ALPHA = 0.3, 4.0
+
+
+def _problem(n_users=12, n_items=15, k=4, density=0.3, seed=0):
+    rng = np.random.default_rng(seed)
+    mask = rng.random((n_users, n_items)) < density
+    users, items = np.nonzero(mask)
+    return (mask, wrmf.interaction_matrix(users, items, n_users, n_items),
+            rng.normal(size=(n_users, k)), rng.normal(size=(n_items, k)))
+
+
+def dense_loss(mask: np.ndarray, x: np.ndarray, y: np.ndarray) -> float:
+    """The WRMF loss written out over every (user, item) pair, independently of shared/wrmf.py."""
+    preference = mask.astype(float)
+    confidence = 1.0 + ALPHA * preference
+    return 0.5 * float((confidence * (preference - x @ y.T) ** 2).sum()) + 0.5 * REG * float((x * x).sum() + (y * y).sum())
+
+
+def finite_differences(f, at: np.ndarray, step: float = 1e-6) -> np.ndarray:
+    gradient = np.zeros_like(at)
+    for index in np.ndindex(at.shape):
+        up, down = at.copy(), at.copy()
+        up[index] += step
+        down[index] -= step
+        gradient[index] = (f(up) - f(down)) / (2 * step)
+    return gradient
+
+
+def test_loss_and_item_gradient_match_the_dense_loss_and_finite_differences():
+    mask, matrix, x, y = _problem()
+    assert wrmf.loss(matrix, x, y, REG, ALPHA) == pytest.approx(dense_loss(mask, x, y), rel=1e-12)
+    gradient = wrmf.item_gradient_data(matrix, x, y, ALPHA) + REG * y  # the server adds reg Y to the clients' sum
+    numeric = finite_differences(lambda yy: dense_loss(mask, x, yy), y)
+    np.testing.assert_allclose(gradient, numeric, rtol=1e-6, atol=1e-5)
+    assert np.abs(gradient).max() > 1.0  # a gradient that is all ~0 could not tell right from wrong
+    user_numeric = finite_differences(lambda xx: dense_loss(mask, xx, y), x)
+    np.testing.assert_allclose(wrmf.user_gradient(matrix, x, y, REG, ALPHA), user_numeric, rtol=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("density", [0.05, 0.6])  # few positives per row (Woodbury) and many (dense solve)
+def test_row_solves_are_exact_minimisers(density):
+    mask, matrix, _, y = _problem(n_users=40, n_items=30, k=8, density=density, seed=1)
+    x = wrmf.solve_rows(matrix, y, REG, ALPHA)
+    numeric = finite_differences(lambda xx: dense_loss(mask, xx, y), x)
+    assert np.abs(numeric).max() < 1e-5  # the dense loss does not go down in any direction
+    x_dense, systems = wrmf.solve_rows(matrix, y, REG, ALPHA, return_systems=True)
+    np.testing.assert_allclose(x, x_dense, rtol=1e-9, atol=1e-12)
+    assert systems.shape == (40, 8, 8)
+    items = wrmf.solve_rows(matrix.T.tocsr(), x, REG, ALPHA)  # the ALS item step is exact too
+    assert np.abs(wrmf.item_gradient_data(matrix, x, items, ALPHA) + REG * items).max() < 1e-8
+
+
+def test_map_at_k_of_known_lists():
+    """User 0: two relevant items, at ranks 1 and 3: AP@3 = (1/1 + 2/3) / 2. User 1 (who ranks the other way):
+    four relevant items, two in its list of three, at ranks 1 and 2: AP@3 = (1 + 1) / min(4, 3)."""
+    user = mf.UserSide(np.array([[1.0], [-1.0]]), np.zeros(2))
+    item = mf.ItemSide(np.array([[4.0], [3.0], [2.0], [1.0], [0.0]]), np.zeros(5), 0.0)
+    test_users, test_items = np.array([0, 0, 1, 1, 1, 1]), np.array([0, 2, 4, 3, 0, 1])
+    sums, recommended = metrics.ranking_sums(user, item, np.array([], int), np.array([], int), test_users, test_items,
+                                             np.ones(6), np.ones(5, bool), k=3, relevant_threshold=0.5)
+    assert sums["map"] == pytest.approx((1 + 2 / 3) / 2 + 2 / 3)
+    assert sums["precision"] == pytest.approx(2 / 3 + 2 / 3) and sums["recall"] == pytest.approx(1.0 + 2 / 4)
+    assert recommended.tolist() == [1, 1, 2, 1, 1]
+
+
+def test_positives_drop_interactions_below_the_threshold():
+    ratings = make_ratings([0, 0, 1, 1], [0, 1, 0, 2], [5, 3, 4, 1], n_items=3)
+    kept = positives(ratings, 4.0)
+    assert kept.users.tolist() == [0, 1] and kept.items.tolist() == [0, 0] and kept.values.tolist() == [1.0, 1.0]
+    assert len(positives(ratings, None)) == 4
+
+
+SMALL = {"synthetic.n_users": 120, "synthetic.n_items": 150, "synthetic.n_ratings": 4000, "model.factors": 8,
+         "data.feedback": "implicit", "data.positive_threshold": 4.0, "federated.num_clients": 4,
+         "federated.rounds": 4, "federated.secure": True, "federated.server_optimizer": "adam",
+         "federated.server_lr": 0.05, "train.optimizer": "adam", "train.lr": 0.05, "train.epochs": 4,
+         "train.implicit_solver": "gradient", "eval.coverage": True}
+
+
+def test_federated_implicit_full_batch_equals_centralised_with_secure_aggregation():
+    """Every client every round: the securely summed item gradients step the server's items exactly as
+    centralised training steps them, and the federated evaluation equals the centralised one."""
+    config = load_config(None, SMALL)
+    result = run_federation(FakeGrid(config, 4), config, n_items=150)
+    assert result["privacy"] == "secure-sum"
+    train, test = load_train_test(config)
+    central = fit_implicit(train, 4.0, config.model, config.train)
+    initial = fit_implicit(train, 4.0, config.model, config.train.model_copy(update={"epochs": 1})).y
+    assert np.abs(central.y - initial).max() > 1e-2  # training moved the items: the comparison means something
+    np.testing.assert_allclose(result["item_model"]["q"], central.y, rtol=1e-5, atol=1e-6)
+    pooled = evaluate_implicit(central, train, test, 4.0, config.eval)
+    for key in ("precision@10", "recall@10", "ndcg@10", "map@10", "coverage", "n_ranked_users", "n_test"):
+        assert result[key] == pytest.approx(pooled[key], rel=1e-6), key
+    assert 0 < result["ndcg@10"] < 1 and result["map@10"] != pytest.approx(result["ndcg@10"])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["baseline", "--positive-threshold", "4"], "positive_threshold applies to implicit feedback only"),
+    (["baseline", "--feedback", "implicit", "--positive-threshold", "nan"], "must be a finite number"),
+    (["baseline", "--feedback", "implicit", "--positive-threshold", "9", "--set", "synthetic.n_ratings=2000",
+      "--set", "synthetic.n_users=50"], "no training interaction has a value that high"),
+    (["simulate", "--feedback", "implicit", "--dp-epsilon", "1"], "not available with implicit feedback"),
+    (["compare", "--feedback", "implicit", "--update", "delta", "--out", "never"], "implicit feedback trains with"),
+])
+def test_bad_implicit_settings_are_one_clear_error(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("error:") == 1
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_bad_feedback_choice_exits_2(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["baseline", "--feedback", "clicks"])
+    assert exit_info.value.code == 2 and "invalid choice: 'clicks'" in capsys.readouterr().err
+
+
+def test_a_warm_started_run_continues_where_the_last_one_stopped():
+    """The closed loop trains in pieces: 2 rounds, or 1 round and then 1 more warm-started from its item side
+    and server optimizer, give the same items (implicit clients keep no state between runs)."""
+    config = load_config(None, {**SMALL, "federated.secure": False, "federated.rounds": 2})
+    whole = run_federation(FakeGrid(config, 4), config, n_items=150)["item_model"]
+    one = config.model_copy(update={"federated": config.federated.model_copy(update={"rounds": 1})})
+    first = run_federation(FakeGrid(one, 4), one, n_items=150)["item_model"]
+    assert np.abs(first["q"] - whole["q"]).max() > 1e-3
+    second = run_federation(FakeGrid(one, 4), one, n_items=150, warm_start=first)["item_model"]
+    np.testing.assert_allclose(second["q"], whole["q"], rtol=1e-12, atol=1e-12)
