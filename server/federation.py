@@ -86,6 +86,7 @@ def run_federation(
     n_users: int | None = None,
     on_sum: Callable[[str, dict, SumResult], None] | None = None,
     run_id: str | None = None,
+    aggregator: VectorSum | None = None,
 ) -> dict:
     """Train for `federated.rounds` rounds; returns the results (final metrics and per-round history).
 
@@ -98,7 +99,7 @@ def run_federation(
     start = time.perf_counter()
     dp = plan_run(config, n_items, n_users) if config.dp.epsilon is not None else None
     nodes = wait_for_nodes(grid, fed.num_clients)
-    aggregator = make_aggregator(grid, config)
+    aggregator = aggregator or make_aggregator(grid, config)  # a stand-in sum: benchmarks only
     if on_sum is not None:  # an observer of every decoded sum (what the server holds), e.g. `fedrec audit`
         aggregator = _Observed(aggregator, on_sum)
     # Every task message carries the settings clients must follow and, in deployment, the item catalogue.
