@@ -93,6 +93,7 @@ def run_federation(
     on_sum: Callable[[str, dict, SumResult], None] | None = None,
     run_id: str | None = None,
     warm_start: dict | None = None,
+    aggregator: VectorSum | None = None,
 ) -> dict:
     """Train for `federated.rounds` rounds; returns the results (final metrics and per-round history).
 
@@ -110,7 +111,7 @@ def run_federation(
     implicit = config.data.feedback == "implicit"
     layout = federated_implicit if implicit else federated
     nodes = wait_for_nodes(grid, fed.num_clients)
-    aggregator = make_aggregator(grid, config)
+    aggregator = aggregator or make_aggregator(grid, config)  # a stand-in sum: benchmarks only
     if on_sum is not None:  # an observer of every decoded sum (what the server holds), e.g. `fedrec audit`
         aggregator = _Observed(aggregator, on_sum)
     # Every task message carries the settings clients must follow and, in deployment, the item catalogue.

@@ -9,6 +9,12 @@ user factors (a measurement of the simulation, not a release: the run's own DP e
 estimate). The noise comes from the OS's randomness, as in production, so runs differ: each cell is the mean over
 --repeats runs, with its standard deviation. "none" is the same run without DP. `--set key=value` changes the
 settings of every run (for example a tuning split: --set data.seed=7).
+
+One client per user (943 clients) with secure aggregation costs minutes per round in process. Two
+benchmark-only options make it affordable (simulations/noised_sum.py): --unmasked-sum decodes the same sums
+without the pairwise masks (bit-identical without DP, tests/test_noised_sum.py), and --noise-cohort N makes
+the --num-clients clients add, between them, the noise shares of an N-client cohort; since every user is
+clipped on its own, the decoded sum then has the distribution of the N-client one.
 """
 
 from __future__ import annotations
@@ -65,7 +71,12 @@ def one_run(epsilon: float | None, factors: int, args: argparse.Namespace) -> di
     train, _ = load_train_test(config)
     start = time.perf_counter()
     grid = InProcessGrid(config, args.num_clients)
-    result = run_federation(grid, config, train.n_items, n_users=train.n_users)
+    aggregator = None
+    if args.unmasked_sum:
+        from fedrec.simulations.noised_sum import UnmaskedSum
+
+        aggregator = UnmaskedSum(grid, config, noise_cohort=args.noise_cohort)
+    result = run_federation(grid, config, train.n_items, n_users=train.n_users, aggregator=aggregator)
     exact = exact_metrics(grid, config, result["item_model"], train.n_items)
     dp = result.get("dp") or {}
     return {"epsilon": "none" if epsilon is None else epsilon, "factors": factors, "rmse": exact["rmse"],
@@ -85,8 +96,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--delta", type=float, default=None, help="default 1 / number of users")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--unmasked-sum", action="store_true",
+                        help="benchmark only: decode the same (noised) sums without the pairwise masks "
+                             "(simulations/noised_sum.py), which makes one client per user affordable")
+    parser.add_argument("--noise-cohort", type=int, metavar="N",
+                        help="benchmark only, with --unmasked-sum: the --num-clients clients together add the noise "
+                             "shares of an N-client cohort (N = 943: one client per user, see simulations/noised_sum.py)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
+    if args.noise_cohort is not None and not args.unmasked_sum:
+        parser.error("--noise-cohort needs --unmasked-sum")
     rows = []
     for epsilon in [*args.epsilons, None]:
         for factors in args.factors:

@@ -25,6 +25,20 @@ from fedrec.shared.secagg.params import ClientPolicy, CohortPlan, SecAggParams
 _INT_LISTS = ("members", "cohort", "committee", "key_ids", "rev_s_from", "rev_s_gen", "rev_b_from", "rev_b_gen")
 
 
+def noised_encoding(x: np.ndarray, noise: tuple[float, float], plan: CohortPlan) -> np.ndarray:
+    """x / clip randomly rounded onto the grid plus this client's Skellam share, before masking (uint64).
+
+    noise = (noise multiplier, clip); the share is sized so that the sum over the plan's cohort keeps the full
+    noise when it loses the announced dropouts and colluders (who know, and could subtract, their own shares).
+    """
+    # In units of the clip, so that one user moves the encoded vector by at most 2^frac_bits (the server
+    # multiplies the decoded sum back by the clip).
+    x = np.asarray(x, dtype=np.float64) / noise[1]
+    share = NoisePlan(noise[0], 1.0, x.size, plan.n, plan.max_dropouts, plan.colluders, plan.frac_bits)
+    fixedpoint.check_range(x, plan.frac_bits, plan.bound)  # the same range check as without noise
+    return encode_noised(x, share.client_mu, frac_bits=plan.frac_bits, bound=plan.bound)
+
+
 class SecAggClient:
     """One client's secure-aggregation state; secrets never leave it except as sealed shares."""
 
@@ -115,12 +129,7 @@ class SecAggClient:
         if noise is None:
             y = fixedpoint.encode(x, plan.frac_bits, plan.bound)  # may raise SecAggRangeError: state unchanged
         else:
-            # In units of the clip, so that one user moves the encoded vector by at most 2^frac_bits (the server
-            # multiplies the decoded sum back by the clip).
-            x = np.asarray(x, dtype=np.float64) / noise[1]
-            share = NoisePlan(noise[0], 1.0, x.size, len(cohort), plan.max_dropouts, plan.colluders, plan.frac_bits)
-            fixedpoint.check_range(x, plan.frac_bits, plan.bound)  # the same range check as without noise
-            y = encode_noised(x, share.client_mu, frac_bits=plan.frac_bits, bound=plan.bound)
+            y = noised_encoding(x, noise, plan)
         b = secrets.token_bytes(prg.SEED_BYTES)
         prg.apply(y, b, +1)  # uint64 arithmetic wraps mod 2^64
         for v in nbrs:
