@@ -55,7 +55,7 @@ class UnmaskedSum:
         share = NoisePlan(noise[0], 1.0, x.size, cohort.n, cohort.max_dropouts, cohort.colluders, cohort.frac_bits)
         mu = share.client_mu * cohort.n / n_clients
         x = np.asarray(x, dtype=np.float64) / noise[1]
-        fixedpoint.encode(x, plan.frac_bits, plan.bound)  # the same range check as a real client's
+        fixedpoint.check_range(x, plan.frac_bits, plan.bound)  # the same range check as a real client's
         rng = secure_rng()  # OS randomness, as a real client's noise
         noised = randomized_round(x * 2.0**plan.frac_bits, rng) + np.rint(rng.normal(0.0, np.sqrt(2 * mu), x.size)).astype(np.int64)
         return noised.view(np.uint64)

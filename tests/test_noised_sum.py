@@ -33,14 +33,14 @@ def test_the_decoded_noise_has_the_variance_of_the_announced_cohort(clients, noi
     """m clients' encodings of zero decode to noise with the variance of the N-client plan (N = m by default)."""
     config = load_config(None, {**DATA, "dp.epsilon": 8.0})
     summer = UnmaskedSum(None, config, noise_cohort=noise_cohort)
-    # A small multiplier keeps the real clients' Poisson means where numpy samples them accurately (< 1e13).
     size, multiplier, clip = 40_000, 0.3, 2.0
     total = np.zeros(size, dtype=np.uint64)
     for _ in range(clients):
         total += summer.encode(np.zeros(size), (multiplier, clip), clients)
-    decoded = total.view(np.int64).astype(np.float64) / 2.0**24 * clip  # as the server decodes and rescales
     cohort = from_config(config).plan(noise_cohort or clients)
-    expected = NoisePlan(multiplier, 1.0, size, cohort.n, cohort.max_dropouts, cohort.colluders).noise_std() * clip
+    decoded = total.view(np.int64).astype(np.float64) / 2.0**cohort.frac_bits * clip  # as the server decodes, rescales
+    expected = NoisePlan(multiplier, 1.0, size, cohort.n, cohort.max_dropouts, cohort.colluders,
+                         cohort.frac_bits).noise_std() * clip
     # The sample variance of 40,000 values is within 2% of the true one at 2.8 sd.
     assert decoded.std() == pytest.approx(expected, rel=0.02)
     assert abs(decoded.mean()) < 5 * expected / np.sqrt(size)

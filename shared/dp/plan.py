@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from fedrec.shared.dp.accounting import Mechanism, composed_epsilon
 from fedrec.shared.dp.errors import BudgetError
-from fedrec.shared.dp.skellam import MAX_POISSON_MEAN, sensitivity
+from fedrec.shared.dp.skellam import DP_FRAC_BITS, MAX_POISSON_MEAN, sensitivity
 from fedrec.shared.federated import DP_EVAL_SCALARS, DP_STATS_SCALARS, train_length
 
 STATS, TRAIN, EVALUATE = "stats", "train", "evaluate"
@@ -43,7 +43,7 @@ class DPPlan:
     def mechanism(self, release: str) -> Mechanism:
         # Clients divide each clipped vector by its clip before encoding (the server multiplies the sum back):
         # every release then has unit L2 sensitivity in the encoded domain, whatever the size of its values.
-        return Mechanism(self.noise_multiplier, None, sensitivity(1.0, self.dimensions[release]))
+        return Mechanism(self.noise_multiplier, None, sensitivity(1.0, self.dimensions[release], DP_FRAC_BITS))
 
     def spent(self, counts: dict[str, int]) -> float:
         """Epsilon (at this plan's delta) after the given numbers of each release."""
@@ -92,7 +92,7 @@ def plan_run(config, n_items: int, n_users: int | None) -> DPPlan:
         mid = math.sqrt(low * high)
         low, high = (low, mid) if spent(mid) <= dp.epsilon else (mid, high)
     # Each client's share must be a Poisson mean numpy can draw, and the sum must not wrap modulo 2^64.
-    worst = max((high * sensitivity(1.0, dimensions[r]).l2) ** 2 / 2 for r in clips)
+    worst = max((high * sensitivity(1.0, dimensions[r], DP_FRAC_BITS).l2) ** 2 / 2 for r in clips)
     if not worst <= MAX_POISSON_MEAN:
         raise BudgetError(f"epsilon {dp.epsilon} at delta {delta:.3g} cannot cover {planned[TRAIN]} rounds and "
                           f"{planned[EVALUATE]} evaluations: it needs a noise multiplier of {high:.3g}, more than the "

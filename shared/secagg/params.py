@@ -108,9 +108,13 @@ class ClientPolicy:
 
 def from_config(config) -> SecAggParams:
     """The parameters a server announces, from a FedrecConfig."""
+    from fedrec.shared.dp.skellam import DP_FRAC_BITS
+
     s = config.secagg
+    dp = getattr(getattr(config, "dp", None), "epsilon", None) is not None
     return SecAggParams(dropout_bound=s.dropout_bound, colluder_fraction=s.colluder_fraction,
-                        security_bits=s.security_bits)
+                        security_bits=s.security_bits,
+                        frac_bits=DP_FRAC_BITS if dp else fixedpoint.DEFAULT_FRAC_BITS)
 
 
 def policy_from_config(config) -> ClientPolicy:
