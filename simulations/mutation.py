@@ -17,7 +17,9 @@ against every fast test instead. Slow: minutes to tens of minutes per area; not 
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -37,8 +39,9 @@ AREAS = {
                    ["test_federated.py", "test_resume.py", "test_client_state.py", "test_dp_federated.py",
                     "test_secure_federated.py", "test_curious_server.py", "test_preflight.py"]),
     "secagg": ("fedrec.shared.secagg.*", "fedrec/shared/secagg",
-               ["test_secagg_primitives.py", "test_secagg_masking.py", "test_secagg_protocol.py",
-                "test_secagg_safeguards.py", "test_secure_federated.py"]),
+               ["test_secagg_primitives.py", "test_secagg_bounds.py", "test_secagg_analysis.py",
+                "test_secagg_records.py", "test_secagg_masking.py", "test_secagg_protocol.py",
+                "test_secagg_safeguards.py", "test_dp_noise.py"]),
 }
 # mutmut's exit-code meaning (mutmut.stats.status_by_exit_code), repeated so that reading results needs no import.
 KILLED = {1, 3, 36, 37, -24, 24, 152, 255}  # failed tests, pytest error, timeout, type check
@@ -71,7 +74,7 @@ def _set_key(text: str, key: str, value: list[str]) -> str:
 
 def area_of(meta: Path, workdir: Path) -> str | None:
     source = meta.relative_to(workdir / "mutants").as_posix().removesuffix(".meta")
-    return next((name for name, (_, path) in AREAS.items() if source == path or source.startswith(path + "/")), None)
+    return next((name for name, (_, path, _) in AREAS.items() if source == path or source.startswith(path + "/")), None)
 
 
 def scores(workdir: Path, areas: list[str]) -> dict[str, dict]:
@@ -96,6 +99,29 @@ def scores(workdir: Path, areas: list[str]) -> dict[str, dict]:
     return found
 
 
+def check(workdir: Path, area: str, patterns: list[str]) -> None:
+    """Run each named mutant that is not killed yet against the area's current test modules, in a fresh
+    process, and record the verdict as mutmut would. For survivors of an earlier run once tests were added
+    (mutmut would rerun the whole area after a change of its test list), and for mutants of lru_cached
+    functions: mutmut forks its workers from a process whose caches already hold the right values."""
+    mutants = workdir / "mutants"
+    shutil.rmtree(mutants / "tests")
+    shutil.copytree(REPO / "tests", mutants / "tests", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    tests = [f"tests/{name}" for name in AREAS[area][2]]
+    for meta in sorted(mutants.rglob("*.py.meta")):
+        data = json.loads(meta.read_text())
+        codes = data["exit_code_by_key"]
+        names = [key for key, code in codes.items() if code not in KILLED and code is not None
+                 and any(fnmatch.fnmatchcase(key, pattern) for pattern in patterns)]
+        for name in names:
+            done = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
+                                   "-m", "not flower and not deployment", *tests], cwd=mutants,
+                                  env={**os.environ, "MUTANT_UNDER_TEST": name}, capture_output=True, text=True)
+            codes[name] = done.returncode
+            print(f"{'killed' if done.returncode in KILLED else 'survived'} ({done.returncode}): {name}", flush=True)
+            meta.write_text(json.dumps(data, indent=4))
+
+
 def _row(name: str, counts: Counter) -> str:
     total = sum(counts.values())
     score = f"{100 * counts['killed'] / total:.1f}%" if total else "-"
@@ -112,12 +138,20 @@ def main(argv: list[str] | None = None) -> int:
                         help="continue in an existing work folder (fresh tests/, mutants already run keep their result)")
     parser.add_argument("--only", nargs="+", metavar="PATTERN",
                         help="mutant names or patterns to (re)run instead of the whole area (e.g. 'fedrec.shared.secagg.shamir.*')")
+    parser.add_argument("--report", action="store_true", help="only print the scores of an earlier run")
+    parser.add_argument("--check", nargs="+", metavar="PATTERN",
+                        help="rerun the named, not yet killed mutants of an earlier run against the current tests")
     parser.add_argument("--jobs", type=int, default=2, help="mutants tested in parallel (default 2)")
     parser.add_argument("--json", type=Path, help="also write the scores and survivors here")
     args = parser.parse_args(argv)
     found: dict[str, dict] = {}
     for area in args.areas:
         workdir = args.workdir / area
+        if args.report or args.check:
+            if args.check:
+                check(workdir, area, args.check)
+            found.update(scores(workdir, [area]))
+            continue
         if args.keep and workdir.exists():
             shutil.rmtree(workdir / "tests")
             shutil.copytree(REPO / "tests", workdir / "tests", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
