@@ -20,6 +20,7 @@ import argparse
 import fnmatch
 import json
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -99,15 +100,16 @@ def scores(workdir: Path, areas: list[str]) -> dict[str, dict]:
     return found
 
 
-def check(workdir: Path, area: str, patterns: list[str]) -> None:
+def check(workdir: Path, area: str, patterns: list[str], modules: list[str] | None) -> None:
     """Run each named mutant that is not killed yet against the area's current test modules, in a fresh
     process, and record the verdict as mutmut would. For survivors of an earlier run once tests were added
     (mutmut would rerun the whole area after a change of its test list), and for mutants of lru_cached
-    functions: mutmut forks its workers from a process whose caches already hold the right values."""
+    functions: mutmut forks its workers from a process whose caches already hold the right values.
+    `modules` (default: the area's) may name only the test modules added since: the others passed already."""
     mutants = workdir / "mutants"
     shutil.rmtree(mutants / "tests")
     shutil.copytree(REPO / "tests", mutants / "tests", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    tests = [f"tests/{name}" for name in AREAS[area][2]]
+    tests = [f"tests/{name}" for name in (modules or AREAS[area][2])]
     for meta in sorted(mutants.rglob("*.py.meta")):
         data = json.loads(meta.read_text())
         codes = data["exit_code_by_key"]
@@ -120,6 +122,43 @@ def check(workdir: Path, area: str, patterns: list[str]) -> None:
             codes[name] = done.returncode
             print(f"{'killed' if done.returncode in KILLED else 'survived'} ({done.returncode}): {name}", flush=True)
             meta.write_text(json.dumps(data, indent=4))
+
+
+def not_run(workdir: Path, count: int, seed: int) -> list[str]:
+    """A uniform random sample of the mutants that have no result yet (mutmut runs the cheapest first, so
+    what is left of an interrupted run is not like what was run: a sample of it estimates the rest)."""
+    names = sorted(key for meta in (workdir / "mutants").rglob("*.py.meta")
+                   for key, code in json.loads(meta.read_text())["exit_code_by_key"].items() if code is None)
+    chosen = sorted(random.Random(seed).sample(names, min(count, len(names))))
+    (workdir / "sample.json").write_text(json.dumps({"pool": len(names), "seed": seed, "names": chosen}, indent=1))
+    return chosen
+
+
+def estimate(workdir: Path) -> str:
+    """The whole area's kill score: the mutants run in mutmut's order counted exactly, the rest estimated from
+    the random sample of them (sample.json), with a 95% Wilson interval."""
+    path = workdir / "sample.json"
+    if not path.exists():
+        return ""
+    sample = json.loads(path.read_text())
+    chosen = set(sample["names"])
+    codes = {key: code for meta in (workdir / "mutants").rglob("*.py.meta")
+             for key, code in json.loads(meta.read_text())["exit_code_by_key"].items()}
+    exact = [code for key, code in codes.items() if code is not None and key not in chosen]
+    drawn = [codes[key] for key in chosen if codes.get(key) is not None]
+    if not drawn:
+        return ""
+    n, k, z = len(drawn), sum(code in KILLED for code in drawn), 1.96
+    rate = k / n
+    centre, half = (rate + z * z / (2 * n)) / (1 + z * z / n), z * ((rate * (1 - rate) / n + z * z / (4 * n * n)) ** 0.5) / (1 + z * z / n)
+    killed_exact, pool = sum(code in KILLED for code in exact), sample["pool"]
+
+    def score(r: float) -> float:
+        return 100 * (killed_exact + r * pool) / (len(exact) + pool)
+
+    return (f"{len(exact)} mutants run in mutmut's order ({killed_exact} killed); {k} of a random {n} of the other "
+            f"{pool} killed: estimated score {score(rate):.1f}% (95% interval {score(centre - half):.1f}% to "
+            f"{score(centre + half):.1f}%)")
 
 
 def _row(name: str, counts: Counter) -> str:
@@ -138,6 +177,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="continue in an existing work folder (fresh tests/, mutants already run keep their result)")
     parser.add_argument("--only", nargs="+", metavar="PATTERN",
                         help="mutant names or patterns to (re)run instead of the whole area (e.g. 'fedrec.shared.secagg.shamir.*')")
+    parser.add_argument("--check-tests", nargs="+", metavar="MODULE",
+                        help="the test modules --check runs (default: the area's)")
+    parser.add_argument("--sample", type=int, metavar="N",
+                        help="with --keep: run N mutants drawn at random from those an interrupted run did not reach")
+    parser.add_argument("--seed", type=int, default=0, help="of --sample (default 0)")
     parser.add_argument("--report", action="store_true", help="only print the scores of an earlier run")
     parser.add_argument("--check", nargs="+", metavar="PATTERN",
                         help="rerun the named, not yet killed mutants of an earlier run against the current tests")
@@ -149,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         workdir = args.workdir / area
         if args.report or args.check:
             if args.check:
-                check(workdir, area, args.check)
+                check(workdir, area, args.check, args.check_tests)
             found.update(scores(workdir, [area]))
             continue
         if args.keep and workdir.exists():
@@ -158,8 +202,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             stage(workdir, area, args.all_tests)
         # Without names mutmut runs every mutant of only_mutate (this area) that has no result yet, so a
-        # --keep run continues an interrupted one; named mutants (--only) are run again.
-        patterns = args.only or []
+        # --keep run continues an interrupted one; named mutants (--only, --sample) are run again.
+        patterns = args.only or (not_run(workdir, args.sample, args.seed) if args.sample else [])
         print(f"== mutmut: {area} ({' '.join(patterns) or AREAS[area][0]})", flush=True)
         done = subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(args.jobs), *patterns],
                               cwd=workdir)
@@ -174,6 +218,9 @@ def main(argv: list[str] | None = None) -> int:
         if len(entry["files"]) > 1:
             for source, counts in sorted(entry["files"].items()):
                 print(_row(f"&nbsp; {source.removeprefix('fedrec/')}", counts))
+    for area in args.areas:
+        if text := estimate(args.workdir / area):
+            print(f"{area}: {text}")
     for area in args.areas:
         for key, status, code in found.get(area, {}).get("survivors", []):
             print(f"{status} ({code}): {key}")
