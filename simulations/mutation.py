@@ -42,7 +42,8 @@ AREAS = {
     "secagg": ("fedrec.shared.secagg.*", "fedrec/shared/secagg",
                ["test_secagg_primitives.py", "test_secagg_bounds.py", "test_secagg_analysis.py",
                 "test_secagg_records.py", "test_secagg_masking.py", "test_secagg_protocol.py",
-                "test_secagg_safeguards.py", "test_secagg_unmasking.py", "test_secagg_dp_share.py", "test_dp_noise.py"]),
+                "test_secagg_safeguards.py", "test_secagg_unmasking.py", "test_secagg_dp_share.py",
+                "test_dp_noise.py"]),
 }
 # mutmut's exit-code meaning (mutmut.stats.status_by_exit_code), repeated so that reading results needs no import.
 KILLED = {1, 3, 36, 37, -24, 24, 152, 255}  # failed tests, pytest error, timeout, type check
