@@ -42,7 +42,7 @@ AREAS = {
     "secagg": ("fedrec.shared.secagg.*", "fedrec/shared/secagg",
                ["test_secagg_primitives.py", "test_secagg_bounds.py", "test_secagg_analysis.py",
                 "test_secagg_records.py", "test_secagg_masking.py", "test_secagg_protocol.py",
-                "test_secagg_safeguards.py", "test_secagg_unmasking.py", "test_secagg_dp_share.py",
+                "test_secagg_safeguards.py", "test_secagg_unmasking.py", "test_secagg_dp_share.py", "test_secagg_setup.py",
                 "test_dp_noise.py"]),
 }
 # mutmut's exit-code meaning (mutmut.stats.status_by_exit_code), repeated so that reading results needs no import.
