@@ -1,19 +1,16 @@
-"""The final model reaches the clients (simulation and deployment), and stored feedback trains in the next run."""
+"""The final model reaches simulated clients, and stored feedback trains in the next run (the deployed client
+serving the final model: tests/test_deployment.py, in the one real-process run)."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
-import httpx
 import numpy as np
 import pytest
 
 from fedrec.client.state import UserStateStore
-from fedrec.shared import processes
 from fedrec.shared.feedback import FeedbackStore
-from tests.test_deployment import RUN_TIMEOUT, deployment, setup  # noqa: F401 (fixtures)
 
 SMALL = ["--set", "synthetic.n_users=80", "--set", "synthetic.n_items=100", "--set", "synthetic.n_ratings=3000"]
 
@@ -63,30 +60,3 @@ def test_simulated_clients_keep_the_final_model_and_train_on_stored_feedback(tmp
     done = subprocess.run(fedrec("recommend", "--state-dir", client, "--user", "newcomer", "--json"),
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and '"items"' in done.stdout, done.stderr
-
-
-@pytest.mark.deployment
-def test_deployed_client_serves_the_final_model_beside_its_supernode(deployment, setup, tmp_path):  # noqa: F811
-    server = deployment.server("--rounds", "1", "--min-clients", "3", "--no-secure")  # secure sums: test_deployment
-    deployment.wait_for("waiting for clients", timeout=60)
-    port = processes.free_port()
-    for k in (1, 2):
-        deployment.client(k, extra=("--allow-plain",))
-    data = setup / "data/client-0"
-    command = fedrec("client", "--server", f"127.0.0.1:{deployment.port}", "--data", data / "train.csv",
-                     "--test", data / "test.csv", "--state-dir", tmp_path / "client-0-state", "--certs", setup / "certs",
-                     "--key", setup / "certs/client-0.key", "--serve", port, "--allow-plain")
-    deployment.children["client-0"] = processes.start(command, log_file=tmp_path / "client-0.log")
-    assert processes.wait_for_port("127.0.0.1", port, 60), deployment.log("client-0")
-    early = httpx.get(f"http://127.0.0.1:{port}/healthz")
-    assert server.wait(timeout=RUN_TIMEOUT) == 0, deployment.log("server")[-3000:]
-    assert early.status_code in (200, 503)
-    kept = load(tmp_path / "client-0-state/item-model.npz")
-    final = load(tmp_path / "state/item-model.npz")
-    assert np.array_equal(kept["q"], final["q"]) and kept["items"].tolist() == final["items"].tolist()
-    deadline = time.monotonic() + 20
-    while httpx.get(f"http://127.0.0.1:{port}/healthz").status_code != 200 and time.monotonic() < deadline:
-        time.sleep(0.5)
-    user = (data / "train.csv").read_text().splitlines()[1].split(",")[0]
-    reply = httpx.get(f"http://127.0.0.1:{port}/v1/users/{user}/recommendations", params={"k": 5, "explain": "true"})
-    assert reply.status_code == 200 and len(reply.json()["items"]) == 5, reply.text

@@ -9,11 +9,15 @@ from pathlib import Path
 
 import pytest
 
+from fedrec.server.federation import run_federation
 from fedrec.shared import cli
 from fedrec.shared.config import FedrecConfig, load_config
+from fedrec.shared.data.load import load_train_test
+from fedrec.shared.train import global_mean_reference
 from fedrec.simulations import compare as compare_module
 from fedrec.simulations.report import toml_dump
 from fedrec.simulations.results_schema import CompareResults
+from tests.fakegrid import FakeGrid
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SMALL = [
@@ -47,6 +51,9 @@ def _assert_numeric(row) -> None:
 
 @pytest.mark.flower
 def test_compare_end_to_end(tmp_path: Path) -> None:
+    """Both federated settings on Flower's simulation engine (Ray): the plain one trains exactly what the
+    in-process grid trains, the secure one the same model up to fixed-point rounding, and both beat an
+    untrained model. (This is the suite's one run of the Ray engine with secure sums.)"""
     out = tmp_path / "report"
     assert cli.main(["compare", *SMALL, "--out", str(out)]) == 0
     results = _check_outputs(out)
@@ -61,6 +68,15 @@ def test_compare_end_to_end(tmp_path: Path) -> None:
     assert rows["federated"].bytes_up_per_client_per_round > 0
     assert rows["centralized"].bytes_up_per_client_per_round is None
     raw = json.loads((out / "results.json").read_text())
+    for entry in raw["rows"][2]["history"]:  # federated-secure
+        assert entry["clients"] == 3 and entry["bytes_up"] > 0 and entry["bytes_down"] > 0 and entry["seconds"] > 0
+    plain = FedrecConfig.model_validate({**raw["config"], "federated": {**raw["config"]["federated"], "secure": False}})
+    in_process = run_federation(FakeGrid(plain, 3), plain, n_items=raw["data"]["n_items"])
+    for name, metric in (("rmse", "rmse"), ("mae", "mae"), ("ndcg_at_10", "ndcg@10"), ("recall_at_10", "recall@10")):
+        assert getattr(rows["federated"], name) == pytest.approx(in_process[metric], abs=1e-9), name
+        assert getattr(secure, name) == pytest.approx(in_process[metric], abs=1e-4), name
+    train, test = load_train_test(plain)
+    assert secure.rmse < global_mean_reference(train, test, plain.eval)["rmse"] - 0.02
     assert {"name", "rmse", "mae", "ndcg@10", "recall@10", "wall_seconds", "bytes_up_per_client_per_round",
             "rounds", "history"} <= set(raw["rows"][1])
     assert "item_model" not in raw["rows"][1]

@@ -1,4 +1,5 @@
-"""Federated MF: equivalence with centralised training, what reaches the server, dropouts, Flower end to end."""
+"""Federated MF: equivalence with centralised training, what reaches the server, dropouts (in process; the
+Ray engine end to end is tests/test_compare.py::test_compare_end_to_end)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from fedrec.shared.data.load import load_train_test
 from fedrec.shared.errors import FedrecError
 from fedrec.shared.data.partition import partition_users
 from fedrec.shared.federated import ClientData, ClientTrainer, eval_length, stats_length, train_length
-from fedrec.shared.train import ITEM_STREAM, MFModel, evaluate, fit, global_mean_reference, init_rng
+from fedrec.shared.train import ITEM_STREAM, MFModel, evaluate, fit, init_rng
 from fedrec.client.state import UserStateStore
 from tests.fakegrid import FakeGrid, node_ids
 
@@ -213,41 +214,6 @@ def test_client_sampling_varies_between_rounds_and_follows_the_seed():
     assert trained_pairs(1) != pairs
 
 
-@pytest.mark.flower
-def test_flower_simulation_engine_end_to_end(tmp_path):
-    """The real simulation engine (Ray), a few clients, two rounds, secure aggregation, through the command line.
-    (One Ray start covers both: the plain sum on Ray is run by test_compare_end_to_end's `federated` row.)"""
-    from fedrec.shared.cli import main
-
-    out = tmp_path / "result.json"
-    code = main(["simulate", "--set", "synthetic.n_users=90", "--set", "synthetic.n_items=120",
-                 "--set", "synthetic.n_ratings=3000", "--factors", "4", "--num-clients", "3", "--rounds", "2", "--secure",
-                 "--json", str(out), "--model-out", str(tmp_path / "item.npz")])
-    assert code == 0
-    import json
-
-    result = json.loads(out.read_text())
-    assert [entry["round"] for entry in result["history"]] == [1, 2]
-    for key in ("rmse", "mae", "wall_seconds"):
-        assert np.isfinite(result[key])
-    for entry in result["history"]:
-        assert entry["clients"] == 3 and entry["bytes_up"] > 0 and entry["bytes_down"] > 0 and entry["seconds"] > 0
-    saved = np.load(tmp_path / "item.npz")
-    assert saved["q"].shape == (120, 4)
-    # The Flower engine with secure sums trains what the in-process grid trains with plain sums (same partitions
-    # and seeds; fixed-point rounding aside), so its numbers are checked, not only their being finite; and 2
-    # rounds already beat an untrained model here.
-    config = load_config(None, {"synthetic.n_users": 90, "synthetic.n_items": 120, "synthetic.n_ratings": 3000,
-                                "model.factors": 4, "federated.num_clients": 3, "federated.rounds": 2,
-                                "federated.secure": False})
-    in_process = run_federation(FakeGrid(config, 3), config, n_items=120)
-    for key in ("rmse", "mae", "ndcg@10", "recall@10"):
-        assert result[key] == pytest.approx(in_process[key], abs=1e-4), key
-    np.testing.assert_allclose(saved["q"], in_process["item_model"]["q"], atol=1e-5)
-    train, test = load_train_test(config)
-    assert result["rmse"] < global_mean_reference(train, test, config.eval)["rmse"] - 0.02
-
-
 def test_sampled_rounds_are_evaluated_on_every_client_at_the_models_of_those_rounds():
     """2 of 4 clients train each round, so evaluation is its own exchange with all clients: the RMSE recorded
     for round m equals the final RMSE of the same run stopped after m rounds; rounds not due have none."""
@@ -369,3 +335,18 @@ def test_no_answer_to_the_statistics_round_is_one_clear_error():
     with pytest.raises(FedrecError, match=f"no client answered the statistics round: node {first}: no reply within "
                                           f"300 s; node {second}: no reply"):
         run_federation(grid, config, n_items=150)
+
+
+def test_an_observer_sees_every_decoded_sum_before_the_server_uses_it():
+    """`fedrec audit` watches what the server holds through run_federation's on_sum: every exchange, in order,
+    with its group, task, length and participants."""
+    config = small_config(**{"federated.rounds": 2})
+    seen = []
+    result = run_federation(FakeGrid(config, 4), config, n_items=150,
+                            on_sum=lambda group, task, sum_: seen.append((group, task["task"], sum_)))
+    n_eval, n_train = eval_length(150, False), train_length(150, 8)
+    assert [(group, task, len(sum_.total), len(sum_.participants)) for group, task, sum_ in seen] == [
+        ("0", protocol.TASK_STATS, stats_length(150), 4), ("1", protocol.TASK_TRAIN, n_train, 4),
+        ("2", protocol.TASK_TRAIN, n_eval + n_train, 4),  # round 1's evaluation rides on round 2's exchange
+        ("2.eval", protocol.TASK_EVALUATE, n_eval, 4)]
+    assert [entry["clients"] for entry in result["history"]] == [4, 4]

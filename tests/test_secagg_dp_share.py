@@ -1,0 +1,27 @@
+"""Differential privacy through the protocol: each client's Skellam share, added inside masked_input, adds up in
+the decoded sum to the noise the plan calls for, sized in units of the clip whatever the clip (found by
+mutation testing: the client could size its share for another clip and only the Flower-level DP tests ran it)."""
+
+import numpy as np
+import pytest
+
+from fedrec.shared.dp.calibration import NoisePlan
+from fedrec.shared.secagg.inprocess import InProcessCohort
+
+D = 20_000
+
+
+@pytest.mark.parametrize("clip", [1.0, 3.0])
+def test_the_decoded_noise_has_the_planned_variance_in_units_of_the_clip(clip):
+    c = InProcessCohort(10, seed=8)
+    cohort = c.setup()
+    multiplier = 0.5
+    for i, req in c.server.masked_input_requests(0).items():
+        c.server.receive(c.call(i, lambda client, req=req: client.masked_input(req, np.zeros(D), noise=(multiplier, clip))))
+    noise = c.unmask()  # in units of the clip: the server multiplies the sum back by it
+    plan = c.server.cohort_plan
+    share = NoisePlan(multiplier, 1.0, D, 10, plan.max_dropouts, plan.colluders, plan.frac_bits)
+    # Ten clients each add Skellam(client_mu) integer noise (variance 2 client_mu) on the 2^-f grid.
+    expected = 10 * 2 * share.client_mu / 4.0**plan.frac_bits
+    assert abs(noise.mean()) < 5 * np.sqrt(expected / D)
+    assert noise.var() == pytest.approx(expected, rel=0.05)

@@ -1,0 +1,37 @@
+"""Setting up a cohort: the public graph seed a server derives when given none, and a client's refusal of a
+share-keys request that leaves out a peer's key (found by mutation testing: both could break unnoticed, the
+first with a crash of every server started without a seed, the second with a TypeError for a refusal)."""
+
+import numpy as np
+import pytest
+
+from fedrec.shared.secagg import fixedpoint
+from fedrec.shared.secagg import messages as M
+from fedrec.shared.secagg.errors import SecAggRefusal
+from fedrec.shared.secagg.inprocess import InProcessCohort
+from fedrec.shared.secagg.server import SecAggServer
+
+
+def test_without_a_seed_the_graph_seed_comes_from_the_run_and_cohort_ids():
+    seeds = {(run, cohort): SecAggServer(run, cohort).seed for run in (b"run-a", b"run-b") for cohort in (0, 1, -1)}
+    assert len(set(seeds.values())) == 6 and all(0 <= seed < 2**63 for seed in seeds.values())  # a signed int64
+    assert SecAggServer(b"run-a", 1).seed == seeds[(b"run-a", 1)]  # every party can recompute it
+    c = InProcessCohort(5, run_id=b"run-a", cohort_id=1)  # no seed given
+    cohort = c.setup()
+    xs = {i: np.full(4, float(i)) for i in cohort}
+    assert np.abs(c.round(0, xs) - sum(xs.values())).max() <= fixedpoint.tolerance(5)
+
+
+def test_a_client_refuses_share_keys_without_every_key_it_needs():
+    c = InProcessCohort(5, seed=3)
+    reqs = c.server.advertise_requests(sorted(c.states))
+    for i, req in reqs.items():
+        c.server.receive(c.call(i, lambda client, req=req: client.advertise(req)))
+    requests = c.server.share_keys_requests()
+    member = c.server.committee[0]  # a committee member needs every member's key
+    req = requests[member]
+    missing = [v for v in req[M.PEER_IDS] if v != member][0]
+    keep = [k for k, v in enumerate(req[M.PEER_IDS]) if v != missing]
+    req = {**req, M.PEER_IDS: [req[M.PEER_IDS][k] for k in keep], M.PEER_C_PK: [req[M.PEER_C_PK][k] for k in keep]}
+    with pytest.raises(SecAggRefusal, match=rf"client {member}: c keys missing for \[{missing}\]"):
+        c.call(member, lambda client: client.share_keys(req))
