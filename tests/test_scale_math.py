@@ -88,3 +88,17 @@ def test_synthetic_data_is_pinned() -> None:
 
 
 PINNED_DIGEST = "12d030d237c089c9"  # computed with the generator before it was made fast (commit 1376208)
+
+
+def test_csv_written_in_blocks_reads_back_whole(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    from fedrec.shared.data import load
+    from fedrec.shared.data.reader import read_ratings_file
+
+    ratings = synthetic.generate(SyntheticConfig(n_users=50, n_items=60, n_ratings=700, seed=1))
+    monkeypatch.setattr(load, "CSV_BLOCK_ROWS", 64)  # eleven blocks, the last one partial
+    load.write_csv(ratings, tmp_path / "r.csv")
+    table, _ = read_ratings_file(tmp_path / "r.csv", rating_min=1, rating_max=5)
+    assert len(table.values) == len(ratings)
+    np.testing.assert_array_equal(table.users.astype(int), ratings.user_ids[ratings.users].astype(int))
+    np.testing.assert_array_equal(table.values, ratings.values)
+    np.testing.assert_array_equal(table.timestamps, ratings.timestamps)
