@@ -97,6 +97,12 @@ class RatingData:
     def __len__(self) -> int:
         return int(self.users.shape[0])
 
+    def centred(self, mu: float) -> np.ndarray:
+        """r - mu for every rating, kept for the next call with the same mu (every epoch of a fit)."""
+        if getattr(self, "_centred_mu", None) != mu:
+            self._centred, self._centred_mu = self.values - mu, mu
+        return self._centred
+
     def residual_products(self, residuals: np.ndarray, user: UserSide, item: ItemSide) -> tuple[np.ndarray, np.ndarray]:
         """(sum_i e_ui q_i per user, sum_u e_ui p_u per item) for per-rating residuals e."""
         self._by_user.data = residuals
@@ -106,12 +112,13 @@ class RatingData:
 def residuals(data: RatingData, user: UserSide, item: ItemSide) -> np.ndarray:
     """e = r - r(u,i) for every training rating (unclipped, as in the loss), a block of ratings at a time."""
     out = np.empty(len(data), dtype=FLOAT)
+    centred = data.centred(item.mu)
     for start in range(0, len(data), RESIDUAL_CHUNK):
         block = slice(start, start + RESIDUAL_CHUNK)
         users, items = data.users[block], data.items[block]
         # np.take gathers rows several times faster than fancy indexing, with the same values.
         dots = np.einsum("nk,nk->n", np.take(user.p, users, axis=0), np.take(item.q, items, axis=0))
-        out[block] = (data.values[block] - item.mu) - np.take(user.bu, users) - np.take(item.bi, items) - dots
+        out[block] = centred[block] - np.take(user.bu, users) - np.take(item.bi, items) - dots
     return out
 
 
