@@ -7,7 +7,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -23,6 +23,11 @@ def _default_mode() -> int:
 def write_bytes(path: Path, data: bytes, mode: int | None = None) -> None:
     """Either the whole new file appears at `path`, or nothing changes. `mode` defaults to what
     open() would give (0666 less the umask); mkstemp alone would leave every output private (0600)."""
+    write_chunks(path, [data], mode)
+
+
+def write_chunks(path: Path, chunks: Iterable[bytes], mode: int | None = None) -> None:
+    """As write_bytes, from pieces made one at a time (a large file is never whole in memory)."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -31,7 +36,8 @@ def write_bytes(path: Path, data: bytes, mode: int | None = None) -> None:
         raise FedrecError(f"cannot write {path}: {exc.strerror}") from None
     try:
         with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
+            for chunk in chunks:
+                stream.write(chunk)
         os.chmod(temporary, _default_mode() if mode is None else mode)
         os.replace(temporary, path)
     except BaseException as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from fedrec.shared import mf
+from fedrec.shared.sets import sorted_unique
 
 RANKING_SUM_KEYS = ("ndcg", "precision", "recall", "map", "users")
 
@@ -13,6 +14,46 @@ def error_sums(predictions: np.ndarray, actual: np.ndarray) -> dict[str, float]:
     """Sums behind RMSE and MAE: squared error, absolute error and count."""
     diff = np.asarray(predictions, np.float64) - np.asarray(actual, np.float64)
     return {"sse": float(diff @ diff), "sae": float(np.abs(diff).sum()), "n": float(diff.size)}
+
+
+class _ItemsByUser:
+    """Each user's items, grouped by user once, so that a block of users finds its own in time proportional to them."""
+
+    def __init__(self, users: np.ndarray, items: np.ndarray, n_users: int):
+        order = np.argsort(users, kind="stable")
+        self.items = np.asarray(items)[order]
+        self.starts = np.concatenate([[0], np.cumsum(np.bincount(users, minlength=n_users))])
+
+    def of(self, block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(row in `block`, item) of every item of the block's users."""
+        begin, lengths = self.starts[block], self.starts[block + 1] - self.starts[block]
+        rows = np.repeat(np.arange(len(block)), lengths)
+        offsets = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        return rows, self.items[np.repeat(begin, lengths) + offsets]
+
+
+SAMPLE_COLUMNS = 1024
+
+
+def lowest_k(cost: np.ndarray, k: int) -> np.ndarray:
+    """Column indices of each row's k lowest costs, lowest first, ties to the lower column (min(k, columns) per row).
+
+    Exact, and about five times faster than an argpartition of whole rows: the k-th lowest cost among the first
+    SAMPLE_COLUMNS columns bounds each row's k-th lowest from above, and usually only a few dozen entries per
+    row are at or under it; only those are sorted.
+    """
+    n_rows, n_columns = cost.shape
+    k = min(k, n_columns)
+    if k == 0 or n_rows == 0:
+        return np.zeros((n_rows, k), dtype=np.int64)
+    sample = cost[:, : max(SAMPLE_COLUMNS, k)]
+    bound = np.partition(sample, k - 1, axis=1)[:, k - 1 : k]
+    rows, columns = np.nonzero(cost <= bound)  # NaN-free costs: at least the sample's k lowest in every row
+    order = np.lexsort((columns, cost[rows, columns], rows))
+    rows, columns = rows[order], columns[order]
+    row_start = np.searchsorted(rows, np.arange(n_rows))
+    rank = np.arange(len(rows)) - row_start[rows]
+    return columns[rank < k].reshape(n_rows, k).astype(np.int64)
 
 
 def ranking_sums(
@@ -34,27 +75,28 @@ def ranking_sums(
     Candidates are `candidate_items` (a boolean mask: items the model knows) minus the items the user
     rated in training. Relevance is binary: a held-out rating >= `relevant_threshold`.
     """
-    n_items = item.q.shape[0]
+    n_users, n_items = user.p.shape[0], item.q.shape[0]
     relevant = test_values >= relevant_threshold
     rel_users, rel_items = test_users[relevant], test_items[relevant]
-    users = np.unique(rel_users)
+    users = sorted_unique(rel_users)
+    seen_of = _ItemsByUser(np.asarray(train_users), np.asarray(train_items), n_users)
+    relevant_of = _ItemsByUser(rel_users, rel_items, n_users)
     sums = dict.fromkeys(RANKING_SUM_KEYS, 0.0)
     recommended = np.zeros(n_items, dtype=np.int64)
     discounts = 1.0 / np.log2(np.arange(2, k + 2))
     for start in range(0, len(users), chunk):  # a loop over user blocks bounds memory, not a loop per rating
         block = users[start : start + chunk]
-        row_of = np.full(user.p.shape[0], -1)
-        row_of[block] = np.arange(len(block))
-        scores = mf.score_all_items(user, item, block).astype(np.float64)
-        scores[:, ~candidate_items] = -np.inf
-        seen = row_of[train_users] >= 0
-        scores[row_of[train_users[seen]], train_items[seen]] = -np.inf
-        top = np.argpartition(-scores, min(k, n_items - 1), axis=1)[:, :k]
-        top = np.take_along_axis(top, np.argsort(-np.take_along_axis(scores, top, 1), axis=1), 1)
-        valid = np.isfinite(np.take_along_axis(scores, top, 1))
+        # Ranked by negated scores, so that excluded items (+inf) sort last; the negation and the model's own
+        # precision are exact, so the lists are those a float64 copy of the scores would give.
+        cost = mf.score_all_items(user, item, block)
+        np.negative(cost, out=cost)
+        cost[np.isnan(cost)] = np.inf  # a diverged model's NaN scores rank last and count as no recommendation
+        cost[:, ~candidate_items] = np.inf
+        cost[seen_of.of(block)] = np.inf
+        top = lowest_k(cost, k)
+        valid = np.isfinite(np.take_along_axis(cost, top, 1))
         truth = np.zeros((len(block), n_items), dtype=bool)
-        mine = row_of[rel_users] >= 0
-        truth[row_of[rel_users[mine]], rel_items[mine]] = True
+        truth[relevant_of.of(block)] = True
         hits = np.take_along_axis(truth, top, 1) & valid
         n_relevant = truth.sum(1)
         ideal = np.cumsum(discounts)[np.minimum(n_relevant, k) - 1]

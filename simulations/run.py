@@ -58,6 +58,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", type=Path, metavar="OUT", help="write the results as JSON")
     parser.add_argument("--model-out", type=Path, default=Path("fedrec-item-model.npz"), metavar="FILE.npz",
                         help="where to save the final item side (q, bi, mu); default %(default)s")
+    parser.add_argument("--ray-address", metavar="HOST:PORT",
+                        help="run on an existing Ray cluster (the address `ray start --head` prints) instead of "
+                             "a fresh local Ray; every node needs fedrec installed and the data (see README)")
     parser.add_argument("--client-state-dir", type=Path, metavar="DIR",
                         help="keep each simulated client's state (user factors, final model, feedback) in DIR/client-K/, "
                              "so that `fedrec serve --state-dir DIR/client-K` can serve its users")
@@ -72,8 +75,10 @@ def _quiet_flower() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def simulate(config: FedrecConfig, on_round=None, n_items: int | None = None, client_state_dir: Path | None = None) -> dict:
-    """Run the federation on Flower's simulation engine and return the server's results."""
+def simulate(config: FedrecConfig, on_round=None, n_items: int | None = None, client_state_dir: Path | None = None,
+             ray_address: str | None = None) -> dict:
+    """Run the federation on Flower's simulation engine and return the server's results; with `ray_address`,
+    on that existing Ray cluster instead of a fresh local Ray."""
     _quiet_flower()
     from flwr.simulation import run_simulation
 
@@ -88,6 +93,13 @@ def simulate(config: FedrecConfig, on_round=None, n_items: int | None = None, cl
         from fedrec.shared.dp.plan import plan_run
 
         plan_run(config, n_items, n_users)
+    init_args = {"logging_level": "ERROR", "log_to_driver": False}
+    if ray_address is None:
+        init_args["num_cpus"] = os.cpu_count() or 2
+    else:
+        from fedrec.simulations import ray_cluster
+
+        ray_cluster.connect(ray_address)  # a bad address is one error here, not a hang inside Flower's thread
     holder: dict = {}
     start = time.perf_counter()
     run_simulation(
@@ -96,7 +108,7 @@ def simulate(config: FedrecConfig, on_round=None, n_items: int | None = None, cl
         num_supernodes=config.federated.num_clients,
         backend_config={
             "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
-            "init_args": {"num_cpus": os.cpu_count() or 2, "logging_level": "ERROR", "log_to_driver": False},
+            "init_args": init_args,
         },
     )
     if "history" not in holder:
@@ -130,6 +142,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json is not None:
         preflight.check_writable(args.json, "--json")
     preflight.check_writable(args.model_out, "--model-out")
+    if args.ray_address is not None:
+        cli.parse_address(args.ray_address, "--ray-address")  # the form now; reachability once the data is read
     train, test = load_train_test(config)
     fed = config.federated
     preflight.check_federation(fed, train.n_users)
@@ -144,7 +158,8 @@ def run(args: argparse.Namespace) -> int:
                           "(WRMF) model is not implemented, so there is no client state to keep")
     if args.client_state_dir is not None:
         prepare_client_state(args.client_state_dir, fed.num_clients)
-    result = simulate(config, _print_round, n_items=train.n_items, client_state_dir=args.client_state_dir)
+    result = simulate(config, _print_round, n_items=train.n_items, client_state_dir=args.client_state_dir,
+                      ray_address=args.ray_address)
     item = result.pop("item_model")
     outputs = {args.model_out: atomic.npz_bytes(q=item["q"], bi=item["bi"], mu=np.float64(item["mu"]))}
     if args.json is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -87,13 +88,22 @@ def load_train_test(config: FedrecConfig) -> tuple[Ratings, Ratings]:
     return split(load_dataset(config), config.data)
 
 
+CSV_BLOCK_ROWS = 200_000
+
+
+def _csv_blocks(ratings: Ratings) -> Iterator[bytes]:
+    header = "user,item,rating" + (",timestamp" if ratings.timestamps is not None else "")
+    yield (header + "\n").encode()
+    for start in range(0, len(ratings), CSV_BLOCK_ROWS):
+        block = slice(start, start + CSV_BLOCK_ROWS)
+        columns = [ratings.user_ids[ratings.users[block]], ratings.item_ids[ratings.items[block]],
+                   np.char.mod("%g", ratings.values[block])]
+        if ratings.timestamps is not None:
+            columns.append(ratings.timestamps[block].astype(str))
+        yield "".join(",".join(row) + "\n" for row in zip(*columns)).encode()
+
+
 def write_csv(ratings: Ratings, path: Path) -> None:
-    """Write `user,item,rating[,timestamp]` with the original ids, atomically (temp file, then rename)."""
-    path = Path(path)
-    columns = [ratings.user_ids[ratings.users], ratings.item_ids[ratings.items], np.char.mod("%g", ratings.values)]
-    header = "user,item,rating"
-    if ratings.timestamps is not None:
-        columns.append(ratings.timestamps.astype(str))
-        header += ",timestamp"
-    body = "\n".join(",".join(row) for row in zip(*columns))
-    atomic.write_text(path, header + "\n" + body + ("\n" if body else ""))
+    """Write `user,item,rating[,timestamp]` with the original ids, atomically (temp file, then rename), a block
+    of rows at a time, so that the text of a large table is never held whole."""
+    atomic.write_chunks(Path(path), _csv_blocks(ratings))

@@ -9,6 +9,7 @@ import numpy as np
 from fedrec.shared.config import SyntheticConfig
 from fedrec.shared.data.ratings import Ratings
 from fedrec.shared.errors import ConfigError
+from fedrec.shared.sets import merge_sorted_unique, sorted_unique
 
 RATING_MIN, RATING_MAX = 1.0, 5.0
 MEAN_RATING = 3.55
@@ -30,13 +31,16 @@ def _sample_pairs(rng: np.random.Generator, config: SyntheticConfig) -> tuple[np
     floor = min(MIN_RATINGS_PER_USER, n_items, target // n_users)
     users = np.repeat(np.arange(n_users), floor)
     items = rng.choice(n_items, size=users.size, p=item_weights)
-    keys = np.unique(users * n_items + items)
+    keys = sorted_unique(users * n_items + items)
     while keys.size < target:
         batch = 2 * (target - keys.size) + 1000
         more = rng.choice(n_users, size=batch, p=user_weights) * n_items + rng.choice(n_items, size=batch, p=item_weights)
-        keys = np.union1d(keys, more)
+        keys = merge_sorted_unique(keys, more)
     if keys.size > target:
-        keys = np.sort(rng.choice(keys, size=target, replace=False))
+        # Draws as rng.choice(keys, target, replace=False) does; keys are sorted, so a mask keeps them in order.
+        kept = np.zeros(keys.size, dtype=bool)
+        kept[rng.choice(keys.size, size=target, replace=False)] = True
+        keys = keys[kept]
     return keys // n_items, keys % n_items
 
 
@@ -53,6 +57,17 @@ class TrueTaste:
     def expected_ratings(self) -> np.ndarray:
         """Every user's expected rating of every item (n_users x n_items)."""
         return self.mean + self.user_bias[:, None] + self.item_bias[None, :] + self.p @ self.q.T
+
+
+def _signal(users: np.ndarray, items: np.ndarray, user_bias: np.ndarray, item_bias: np.ndarray,
+            p: np.ndarray, q: np.ndarray, block: int = 65_536) -> np.ndarray:
+    """mean + b_u + b_i + p_u . q_i per rating, a block at a time (all at once needs two ratings x rank arrays)."""
+    out = np.empty(users.size, dtype=np.float64)
+    for start in range(0, users.size, block):
+        u, i = users[start : start + block], items[start : start + block]
+        dots = np.einsum("nk,nk->n", np.take(p, u, axis=0), np.take(q, i, axis=0))
+        out[start : start + block] = MEAN_RATING + np.take(user_bias, u) + np.take(item_bias, i) + dots
+    return out
 
 
 def generate(config: SyntheticConfig) -> Ratings:
@@ -74,7 +89,7 @@ def generate_with_truth(config: SyntheticConfig) -> tuple[Ratings, TrueTaste]:
     taste_scale = np.sqrt(0.6 / config.rank)  # the taste term has variance about 0.6, like fitted MovieLens models
     p = rng.normal(0.0, np.sqrt(taste_scale), (config.n_users, config.rank))
     q = rng.normal(0.0, np.sqrt(taste_scale), (config.n_items, config.rank))
-    signal = MEAN_RATING + user_bias[users] + item_bias[items] + np.einsum("nk,nk->n", p[users], q[items])
+    signal = _signal(users, items, user_bias, item_bias, p, q)
     values = np.clip(np.rint(signal + rng.normal(0.0, config.noise, users.size)), RATING_MIN, RATING_MAX)
     timestamps = 880_000_000 + rng.integers(0, 3 * 365 * 86_400, users.size)
     ratings = Ratings(
