@@ -12,7 +12,7 @@ from fedrec.shared.dp.skellam import (check_headroom, encode_noised, noise_tail,
                                       sensitivity, skellam_noise)
 from fedrec.shared.secagg.fixedpoint import decode
 
-FRAC = 24
+FRAC = 16  # DP_FRAC_BITS, the encoding of every DP vector
 
 
 def test_skellam_noise_has_the_skellam_distribution():
@@ -73,7 +73,7 @@ def test_decoded_noise_has_the_calibrated_distribution_after_dropouts_and_collud
     survivors = np.arange(dropouts, n_clients)  # the first `dropouts` clients drop out
     plan.check_round(len(survivors))
     total = encoded[survivors].sum(axis=0, dtype=np.uint64)  # wraps mod 2^64 like the masked sum
-    decoded_noise = decode(total) * 2.0**FRAC - np.rint(values[survivors] * 2.0**FRAC).sum(axis=0)
+    decoded_noise = decode(total, FRAC) * 2.0**FRAC - np.rint(values[survivors] * 2.0**FRAC).sum(axis=0)
     assert np.array_equal(decoded_noise, np.round(decoded_noise))  # integer noise, decoded exactly
     np.testing.assert_array_equal(decoded_noise.astype(np.int64), noises[survivors].sum(axis=0))
     se = np.sqrt(2 / dim)
@@ -111,9 +111,9 @@ def test_noise_tail_bounds_the_sampled_maximum_and_headroom_refuses_wrapping():
     plan = NoisePlan(1.0, 1.0, 50_000, n_clients=1000, max_dropouts=100, max_colluders=100)
     assert plan.check_headroom(value_bound=1000 * 1.0) < 2**63
     with pytest.raises(DPError, match="2\\^63"):
-        plan.check_headroom(value_bound=2.0**40)
+        plan.check_headroom(value_bound=2.0**(63 - FRAC))
     # Values alone fit, values plus the noise tail do not: the noise is part of the check.
-    near_limit = (2.0**63 - 1e7) / 2.0**24
+    near_limit = (2.0**63 - 1e7) / 2.0**FRAC
     check_headroom(10, near_limit, client_mu=0.0, dimension=10)
     with pytest.raises(DPError, match="2\\^63"):
         check_headroom(10, near_limit, client_mu=1e12, dimension=10)

@@ -13,8 +13,7 @@ import math
 from dataclasses import dataclass
 
 from fedrec.shared.dp.errors import DPError
-from fedrec.shared.dp.skellam import Sensitivity, check_headroom, sensitivity
-from fedrec.shared.secagg.fixedpoint import DEFAULT_FRAC_BITS
+from fedrec.shared.dp.skellam import DP_FRAC_BITS, Sensitivity, check_headroom, sensitivity
 
 
 def colluders_for(fraction: float, n_clients: int) -> int:
@@ -34,7 +33,7 @@ class NoisePlan:
     n_clients: int
     max_dropouts: int
     max_colluders: int
-    frac_bits: int = DEFAULT_FRAC_BITS
+    frac_bits: int = DP_FRAC_BITS
 
     def __post_init__(self):
         if not (math.isfinite(self.noise_multiplier) and self.noise_multiplier > 0):

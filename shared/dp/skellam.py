@@ -24,7 +24,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from fedrec.shared.dp.errors import DPError
-from fedrec.shared.secagg.fixedpoint import DEFAULT_FRAC_BITS
 
 # numpy's Poisson sampler accepts means up to about 9.2e18 but is only accurate far below that: measured here,
 # the variance of its draws is right at 1e13, 1% high at 1e14, 10% at 3e14 and 42% at 1e16 (not Poisson, so
@@ -55,7 +54,7 @@ class Sensitivity:
     dimension: int
 
 
-def sensitivity(clip: float, dimension: int, frac_bits: int = DEFAULT_FRAC_BITS) -> Sensitivity:
+def sensitivity(clip: float, dimension: int, frac_bits: int = DP_FRAC_BITS) -> Sensitivity:
     """Sensitivity of randomized rounding of (a sum of per-user vectors clipped to L2 <= clip) on the 2^-f grid.
 
     Add/remove one user moves the float vector by at most `clip`; the coupled rounding adds at most 1 per
@@ -104,7 +103,7 @@ def noise_tail(total_mu: float, dimension: int, failure_log2: float = 40.0) -> f
 
 
 def check_headroom(n_clients: int, value_bound: float, client_mu: float, dimension: int,
-                   frac_bits: int = DEFAULT_FRAC_BITS, failure_log2: float = 40.0) -> float:
+                   frac_bits: int = DP_FRAC_BITS, failure_log2: float = 40.0) -> float:
     """Refuse a configuration whose decoded sum (values plus every client's noise) could wrap past int64.
 
     value_bound bounds |coordinate| of the SUM of the clients' float vectors (e.g. number of users x clip).
@@ -121,7 +120,7 @@ def check_headroom(n_clients: int, value_bound: float, client_mu: float, dimensi
 
 
 def encode_noised(x: np.ndarray, client_mu: float, rng: np.random.Generator | None = None,
-                  frac_bits: int = DEFAULT_FRAC_BITS, bound: float = 2.0**20) -> np.ndarray:
+                  frac_bits: int = DP_FRAC_BITS, bound: float = 2.0**20) -> np.ndarray:
     """A client's noised fixed-point vector (uint64, mod 2^64), to be masked; decode the sum with fixedpoint.decode.
 
     x is the client's (already per-user clipped) float vector; |x| beyond `bound` is refused, never clipped.
