@@ -59,7 +59,7 @@ S_GEN_OF = "s_gen_of"  # list[int]: generation of each of those s keys
 S_CT = "s_ct"  # list[bytes]
 
 # Unmask reply (B_FROM / S_FROM again, restricted to the shares that opened).
-B_SHARE = "b_share"  # list[bytes], 66-byte Shamir share values
+B_SHARE = "b_share"  # list[bytes], 36-byte Shamir shares (nine GF(2^31-1) values)
 S_SHARE = "s_share"  # list[bytes]
 REJECTED_B = "rejected_b"  # list[int]: senders whose b share failed authentication
 REJECTED_S = "rejected_s"  # list[int]
