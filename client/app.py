@@ -96,7 +96,8 @@ def compute_vector(msg: Message, context: Context, config: FedrecConfig, state_r
     parts = []
     if settings["evaluate"]:  # the received model, evaluated before training changes the user side
         parts.append(trainer.evaluate(item, arrays["known"].numpy().astype(bool)))
-    parts.append(trainer.train(item, clip))
+    share = float(settings[protocol.DP_FACTOR_SHARE]) if protocol.DP_FACTOR_SHARE in settings else None
+    parts.append(trainer.train(item, clip, share))
     store.record(round_number, before, trainer.state(), data.train.user_ids)
     return np.concatenate(parts)
 

@@ -126,6 +126,8 @@ def run_federation(
 
     def task(kind: str, **fields) -> dict:
         extra = {protocol.DP_NOISE: dp.noise_multiplier, protocol.DP_CLIP: dp.clips[kind]} if dp else {}
+        if dp and kind == protocol.TASK_TRAIN and config.dp.factor_share is not None:
+            extra[protocol.DP_FACTOR_SHARE] = config.dp.factor_share  # a split of the same clip
         return {**common, "task": kind, **fields, **extra}
 
     def released(kind: str, result: SumResult) -> None:

@@ -150,6 +150,10 @@ class FederatedConfig(_Section):
     """Update rule the server applies to the summed item-side update."""
     server_lr: PositiveFloat = 0.03
     """Learning rate of the server optimizer (with `delta` and `sgd`, 1.0 is FedAvg)."""
+    server_factor_lr: PositiveFloat | None = None
+    """Learning rate of the server optimizer on the item factors q only (None: `server_lr`). Under
+    differential privacy a much smaller one keeps the noise on the k factor coordinates of every item from
+    turning into a random walk of q, while the biases still move at `server_lr`."""
     eval_every: PositiveInt = 1
     """Evaluate on every client's test ratings every this many rounds (and always after the last)."""
     seed: int = 0
@@ -193,6 +197,11 @@ class DPConfig(_Section):
     """The delta of (epsilon, delta)-DP; None: 1 / number of users (simulation; a deployed server needs it set)."""
     clip: PositiveFloat = 1.0
     """L2 bound on one user's contribution to a training update (item gradient rows and biases)."""
+    factor_share: float | None = Field(None, gt=0.0, lt=1.0)
+    """Split `clip` between the two parts of a user's training contribution: the item-factor rows are clipped
+    to clip * sqrt(factor_share) and the item-bias part, on its own, to clip * sqrt(1 - factor_share). The
+    whole stays within `clip` (the accounting is unchanged); the share fixes how much of the signal-to-noise
+    budget each part gets. None clips both together; ignored with model.factors = 0."""
     eval_clip: PositiveFloat = 50.0
     """L2 bound on one user's contribution to an evaluation sum (squared error, absolute error, test count)."""
 

@@ -136,16 +136,17 @@ class ClientTrainer:
         means = np.bincount(train.users, train.values, train.n_users)[active] / n[active]
         return clip_and_sum(np.stack([means, np.ones(means.size)], axis=1), clip)
 
-    def train(self, item: mf.ItemSide, dp_clip: float | None = None) -> np.ndarray:
+    def train(self, item: mf.ItemSide, dp_clip: float | None = None, factor_share: float | None = None) -> np.ndarray:
         """One round of local work at the received item side; returns the train vector (with `dp_clip`, the
-        item gradient with each user's contribution clipped to that L2 norm)."""
+        item gradient with each user's contribution clipped to that L2 norm, split between the factor and the
+        bias part by `factor_share` when given)."""
         model, fed = self.config.model, self.config.federated
         if dp_clip is not None:
             _, _, user_grads, _ = mf.loss_and_gradients(self.ratings, self.user, item, model.reg, model.bias_reg)
             errors = mf.residuals(self.ratings, self.user, item)
             grad_q, grad_bi, _ = clipped_item_gradient(self.ratings.users, self.ratings.items, errors, self.user.p,
                                                        item.q, model.reg, dp_clip, item.bi, model.bias_reg,
-                                                       self.ratings.n_users)
+                                                       self.ratings.n_users, factor_share)
             self.optimizer.step(self.user.arrays(), user_grads)
             return np.concatenate([grad_q.ravel(), grad_bi]).astype(np.float64)
         if fed.update == "gradient":
@@ -195,7 +196,8 @@ class ServerModel:
         model, fed = config.model, config.federated
         self.n_items, self.factors, self.update = n_items, model.factors, fed.update
         self.item = mf.init_item_side(n_items, model.factors, model.init_std, mu, init_rng(model.seed, ITEM_STREAM))
-        self.optimizer = Optimizer(fed.server_optimizer, fed.server_lr)
+        factor_lr = {"q": fed.server_factor_lr} if fed.server_factor_lr is not None else None
+        self.optimizer = Optimizer(fed.server_optimizer, fed.server_lr, key_lrs=factor_lr)
 
     def apply(self, total: np.ndarray, stats: Stats, share: float = 1.0) -> dict[str, float]:
         """Step the item side with the summed train vector. `share` is the fraction of all clients whose

@@ -18,10 +18,12 @@ class Optimizer:
         lr: float,
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
+        key_lrs: dict[str, float] | None = None,
     ):
         if name not in ("sgd", "adam", "adagrad"):
             raise ValueError(f"unknown optimizer {name!r}")
         self.name, self.lr, self.betas, self.eps = name, lr, betas, eps
+        self.key_lrs = dict(key_lrs or {})  # a learning rate of its own for some arrays (e.g. item factors)
         self.state: dict[str, np.ndarray] = {"t": np.zeros(1, dtype=np.int64)}
 
     def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> None:
@@ -35,12 +37,13 @@ class Optimizer:
         return self.state[name]
 
     def _update(self, key: str, param: np.ndarray, grad: np.ndarray) -> None:
+        lr = self.key_lrs.get(key, self.lr)
         if self.name == "sgd":
-            param -= self.lr * grad
+            param -= lr * grad
         elif self.name == "adagrad":
             total = self._slot(f"{key}.sum_sq", param)
             total += grad * grad
-            param -= self.lr * grad / (np.sqrt(total) + self.eps)
+            param -= lr * grad / (np.sqrt(total) + self.eps)
         else:
             beta1, beta2 = self.betas
             t = int(self.state["t"][0])
@@ -50,7 +53,7 @@ class Optimizer:
             mean += (1 - beta1) * grad
             var *= beta2
             var += (1 - beta2) * grad * grad
-            step = self.lr / (1 - beta1**t)
+            step = lr / (1 - beta1**t)
             param -= step * mean / (np.sqrt(var / (1 - beta2**t)) + self.eps)
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:

@@ -56,6 +56,55 @@ def test_one_users_influence_on_every_vector_is_within_its_clip(dense_random_rat
         assert np.linalg.norm(unclipped[0] - unclipped[1]) > 3 * clip
 
 
+@pytest.mark.parametrize("share", [0.05, 0.5, 0.9])
+def test_a_split_clip_bounds_each_part_and_the_whole(dense_random_ratings, share):
+    """dp.factor_share: removing (or arbitrarily changing) one heavy user moves the factor part by at most
+    clip * sqrt(share), the bias part by at most clip * sqrt(1 - share), so the whole by at most the clip the
+    accountant uses, and each part really is clipped to its own bound (a joint clip would not respect it)."""
+    k, clip = 6, 0.5
+    config = load_config(None, {"dp.epsilon": 4.0, "model.factors": k, "dp.clip": clip, "dp.factor_share": share})
+    ratings = dense_random_ratings
+    item = mf.init_item_side(ratings.n_items, k, 0.3, 3.0, np.random.default_rng(1))
+    n_q = ratings.n_items * k
+    bounds = {"q": clip * np.sqrt(share), "bi": clip * np.sqrt(1 - share)}
+    joint_exceeds = set()
+    for user in range(ratings.n_users):
+        neighbour = _without_user(ratings, user)
+        split = [_client(d, config).train(item, clip, share) for d in (ratings, neighbour)]
+        joint = [_client(d, config).train(item, clip) for d in (ratings, neighbour)]
+        change, joint_change = split[0] - split[1], joint[0] - joint[1]
+        assert np.linalg.norm(change) <= clip * (1 + 1e-9)
+        for part, rows in (("q", slice(0, n_q)), ("bi", slice(n_q, None))):
+            assert np.linalg.norm(change[rows]) <= bounds[part] * (1 + 1e-9)
+            if np.linalg.norm(joint_change[rows]) > bounds[part] * (1 + 1e-6):
+                joint_exceeds.add(part)
+    # Some part's own bound binds for a user where one joint clip would exceed it: the split is not a no-op
+    # (the bias part dominates these gradients, so a small factor share is what exposes the factor bound).
+    assert joint_exceeds == ({"q", "bi"} if share < 0.1 else {"bi"})
+
+
+def test_the_server_sends_the_split_to_every_train_task(monkeypatch):
+    """A DP run with dp.factor_share hands the share to each client's clipping (a client that ignored the
+    task field would clip jointly)."""
+    seen = []
+    original = ClientTrainer.train
+
+    def train(self, item, dp_clip=None, factor_share=None):
+        seen.append((dp_clip, factor_share))
+        return original(self, item, dp_clip, factor_share)
+
+    monkeypatch.setattr(ClientTrainer, "train", train)
+    config = dp_config(**{"dp.factor_share": 0.2, "federated.rounds": 2})
+    run_federation(FakeGrid(config, 10), config, n_items=N_ITEMS, n_users=150)
+    assert len(seen) == 20 and all(share == 0.2 and clip == config.dp.clip for clip, share in seen)
+
+
+def test_factor_share_must_be_a_fraction():
+    for bad in (0.0, 1.0, -0.1, 1.5):
+        with pytest.raises(FedrecError, match="factor_share"):
+            load_config(None, {"dp.factor_share": bad})
+
+
 def test_clipped_train_vector_equals_the_plain_gradient_when_the_clip_is_loose(dense_random_ratings):
     config = load_config(None, {"model.factors": 6})
     item = mf.init_item_side(dense_random_ratings.n_items, 6, 0.3, 3.0, np.random.default_rng(1))

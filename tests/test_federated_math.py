@@ -173,3 +173,16 @@ def test_evaluation_vector_matches_the_metrics_of_the_clients_model():
     covered = with_coverage.evaluate(item, known)
     assert len(covered) == 5 + 5
     assert finalize_eval(covered, 2, stats) == pytest.approx(metrics.finalize(errors, ranking, recommended, 2), rel=1e-9)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "adagrad"])
+def test_server_factor_lr_steps_the_factors_at_their_own_rate(optimizer):
+    """federated.server_factor_lr moves q at its rate and b_i at server_lr (Adam's first step is lr * sign)."""
+    cfg = config(**{"model.factors": 2, "federated.server_optimizer": optimizer, "federated.server_lr": 0.5,
+                    "federated.server_factor_lr": 0.01})
+    server = ServerModel(2, cfg, 3.0)
+    before = server.item.copy()
+    total = np.concatenate([[1.0, -1.0, 1.0, -1.0], [1.0, -1.0]])
+    server.apply(total, Stats(3.0, np.ones(2), 0.0, 0.0))
+    np.testing.assert_allclose(np.abs(server.item.q - before.q), 0.01, rtol=1e-4)
+    np.testing.assert_allclose(np.abs(server.item.bi - before.bi), 0.5, rtol=1e-4)

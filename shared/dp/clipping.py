@@ -71,13 +71,24 @@ def item_gradient_rows(users, items, errors, p, q, bi, reg: float, bias_reg: flo
     return np.hstack([grad_q, grad_bi])
 
 
+def split_clips(clip: float, factor_share: float | None) -> tuple[float, float]:
+    """(factor part clip, bias part clip) of a split training clip: their squares add up to clip^2."""
+    if factor_share is None or not 0 < factor_share < 1:
+        raise DPError(f"factor_share must be in (0, 1), got {factor_share}")
+    return clip * np.sqrt(factor_share), clip * np.sqrt(1.0 - factor_share)
+
+
 def clipped_item_gradient(users, items, errors, p, q, reg: float, clip: float, bi=None, bias_reg: float = 0.0,
-                          n_users: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                          n_users: int | None = None, factor_share: float | None = None,
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Item-side gradient sum (q part n_items x k, b_i part n_items) with each user's contribution clipped to `clip`.
 
     users/items/errors are per rating (errors e = r - r(u,i), as in fedrec.shared.mf.residuals); p is the
     user factor matrix indexed by `users`, q and bi the item side. Unclipped (clip = inf is refused; use a huge
     clip) it equals mf.loss_and_gradients' item gradient. Also returns the per-user norms before clipping.
+    With `factor_share` s (and k > 0), a user's q part is clipped to clip * sqrt(s) and its b_i part, on its own,
+    to clip * sqrt(1 - s): the whole still has norm <= clip (so the accounting is unchanged), but a fixed
+    share of it, hence of the signal-to-noise ratio, goes to each part instead of wherever the norm happens to be.
     """
     users = np.asarray(users, dtype=np.int64)
     items = np.asarray(items, dtype=np.int64)
@@ -85,5 +96,10 @@ def clipped_item_gradient(users, items, errors, p, q, reg: float, clip: float, b
     bi = np.zeros(n_items) if bi is None else bi
     n_users = int(users.max(initial=-1) + 1) if n_users is None else n_users
     rows = item_gradient_rows(users, items, errors, p, q, bi, reg, bias_reg)
-    total, norms = clip_scatter_sum(users, items, rows, clip, n_users, n_items)
-    return total[:, :k], total[:, k], norms
+    if factor_share is None or k == 0:  # biases only: nothing to split, the bias part keeps the whole clip
+        total, norms = clip_scatter_sum(users, items, rows, clip, n_users, n_items)
+        return total[:, :k], total[:, k], norms
+    factor_clip, bias_clip = split_clips(clip, factor_share)
+    total_q, norms_q = clip_scatter_sum(users, items, rows[:, :k], factor_clip, n_users, n_items)
+    total_b, norms_b = clip_scatter_sum(users, items, rows[:, k:], bias_clip, n_users, n_items)
+    return total_q, total_b[:, 0], np.hypot(norms_q, norms_b)
