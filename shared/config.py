@@ -150,8 +150,13 @@ class FederatedConfig(_Section):
     """Update rule the server applies to the summed item-side update."""
     server_lr: PositiveFloat = 0.03
     """Learning rate of the server optimizer (with `delta` and `sgd`, 1.0 is FedAvg)."""
+    server_lr_schedule: Literal["constant", "linear", "cosine"] = "constant"
+    """How the server learning rates change over the `rounds` steps: constant, or decaying linearly or along a
+    cosine from their value to 1/rounds of it. Under differential privacy a decay lets the item side settle
+    instead of fluctuating with each round's noise around its optimum."""
     server_factor_lr: PositiveFloat | None = None
-    """Learning rate of the server optimizer on the item factors q only (None: `server_lr`). Under
+    """Learning rate of the server optimizer on the item factors q only (None: `server_lr`; with implicit
+    feedback the item side is all factors, so it is their rate). Under
     differential privacy a much smaller one keeps the noise on the k factor coordinates of every item from
     turning into a random walk of q, while the biases still move at `server_lr`."""
     eval_every: PositiveInt = 1

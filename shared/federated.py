@@ -23,7 +23,7 @@ from fedrec.shared import metrics, mf
 from fedrec.shared.config import FedrecConfig
 from fedrec.shared.data.ratings import Ratings
 from fedrec.shared.dp.clipping import clip_and_sum, clipped_item_gradient
-from fedrec.shared.optim import Optimizer
+from fedrec.shared.optim import Optimizer, lr_factor
 from fedrec.shared.train import ITEM_STREAM, USER_STREAM, init_rng
 
 STATS_SCALARS = ("rating_sum", "train_n", "test_n", "ranked_users")
@@ -141,6 +141,10 @@ class ClientTrainer:
         item gradient with each user's contribution clipped to that L2 norm, split between the factor and the
         bias part by `factor_share` when given)."""
         model, fed = self.config.model, self.config.federated
+        if dp_clip is not None or fed.update == "gradient":
+            for _ in range(fed.local_epochs - 1):  # refine the user side against the fixed item side first
+                _, _, user_grads, _ = mf.loss_and_gradients(self.ratings, self.user, item, model.reg, model.bias_reg)
+                self.optimizer.step(self.user.arrays(), user_grads)
         if dp_clip is not None:
             _, _, user_grads, _ = mf.loss_and_gradients(self.ratings, self.user, item, model.reg, model.bias_reg)
             errors = mf.residuals(self.ratings, self.user, item)
@@ -150,9 +154,6 @@ class ClientTrainer:
             self.optimizer.step(self.user.arrays(), user_grads)
             return np.concatenate([grad_q.ravel(), grad_bi]).astype(np.float64)
         if fed.update == "gradient":
-            for _ in range(fed.local_epochs - 1):  # refine the user side against the fixed item side first
-                _, _, user_grads, _ = mf.loss_and_gradients(self.ratings, self.user, item, model.reg, model.bias_reg)
-                self.optimizer.step(self.user.arrays(), user_grads)
             _, _, user_grads, item_grads = mf.loss_and_gradients(self.ratings, self.user, item, model.reg, model.bias_reg)
             self.optimizer.step(self.user.arrays(), user_grads)
             update = item_grads
@@ -195,6 +196,7 @@ class ServerModel:
     def __init__(self, n_items: int, config: FedrecConfig, mu: float):
         model, fed = config.model, config.federated
         self.n_items, self.factors, self.update = n_items, model.factors, fed.update
+        self.schedule, self.rounds = fed.server_lr_schedule, fed.rounds
         self.item = mf.init_item_side(n_items, model.factors, model.init_std, mu, init_rng(model.seed, ITEM_STREAM))
         factor_lr = {"q": fed.server_factor_lr} if fed.server_factor_lr is not None else None
         self.optimizer = Optimizer(fed.server_optimizer, fed.server_lr, key_lrs=factor_lr)
@@ -209,7 +211,8 @@ class ServerModel:
             expected = stats.item_counts * share
             weight = np.where(expected > 0, 1.0 / np.maximum(expected, 1e-12), 0.0)
             q, bi = q * weight[:, None], bi * weight
-        self.optimizer.step(self.item.arrays(), {"q": q.astype(mf.FLOAT), "bi": bi.astype(mf.FLOAT)})
+        scale = lr_factor(self.schedule, self.optimizer.steps + 1, self.rounds)
+        self.optimizer.step(self.item.arrays(), {"q": q.astype(mf.FLOAT), "bi": bi.astype(mf.FLOAT)}, scale)
         return {}
 
 

@@ -20,7 +20,7 @@ from fedrec.shared import metrics, mf, wrmf
 from fedrec.shared.config import FedrecConfig
 from fedrec.shared.data.positives import positives
 from fedrec.shared.federated import ClientData, Stats
-from fedrec.shared.optim import Optimizer
+from fedrec.shared.optim import Optimizer, lr_factor
 from fedrec.shared.train_implicit import init_items, ranking_sums
 
 STATS_SCALARS = ("train_n", "test_n", "ranked_users")
@@ -83,13 +83,16 @@ class ImplicitServerModel:
     def __init__(self, n_items: int, config: FedrecConfig, mu: float = 0.0):
         self.n_items, self.factors, self.reg = n_items, config.model.factors, config.model.reg
         self.item = mf.ItemSide(init_items(n_items, config.model), np.zeros(n_items), 0.0)
-        self.optimizer = Optimizer(config.federated.server_optimizer, config.federated.server_lr)
+        fed = config.federated  # the implicit item side is all factors: server_factor_lr is its rate when set
+        self.optimizer = Optimizer(fed.server_optimizer, fed.server_factor_lr or fed.server_lr)
+        self.schedule, self.rounds = fed.server_lr_schedule, fed.rounds
 
     def apply(self, total: np.ndarray, stats: Stats, share: float = 1.0) -> dict[str, float]:
         """With every client in the sum this is the exact WRMF item gradient; with a share of them, their
         part is scaled up to estimate the whole (the regulariser is the server's own, never scaled)."""
         gradient = total[: self.n_items * self.factors].reshape(self.n_items, self.factors) / max(share, 1e-12)
-        self.optimizer.step({"q": self.item.q}, {"q": gradient + self.reg * self.item.q})
+        scale = lr_factor(self.schedule, self.optimizer.steps + 1, self.rounds)
+        self.optimizer.step({"q": self.item.q}, {"q": gradient + self.reg * self.item.q}, scale)
         return {}
 
 

@@ -99,6 +99,23 @@ def test_the_server_sends_the_split_to_every_train_task(monkeypatch):
     assert len(seen) == 20 and all(share == 0.2 and clip == config.dp.clip for clip, share in seen)
 
 
+def test_local_epochs_refine_the_user_side_before_a_dp_gradient(dense_random_ratings):
+    """federated.local_epochs under DP: the client takes local_epochs - 1 user steps against the received item
+    side, then sends the clipped item gradient at its refined user side (a free, private improvement)."""
+    item = mf.init_item_side(dense_random_ratings.n_items, 6, 0.3, 3.0, np.random.default_rng(1))
+    one = load_config(None, {"dp.epsilon": 4.0, "model.factors": 6})
+    three = load_config(None, {"dp.epsilon": 4.0, "model.factors": 6, "federated.local_epochs": 3})
+    refined = _client(dense_random_ratings, three)
+    vector = refined.train(item, 0.5)
+    assert int(refined.optimizer.state["t"][0]) == 3
+    stepped = _client(dense_random_ratings, one)
+    stepped.train(item, 0.5)
+    stepped.train(item, 0.5)
+    expected = stepped.train(item, 0.5)  # after two single-step rounds at the same item side: the same user side
+    np.testing.assert_allclose(vector, expected, rtol=1e-6, atol=1e-9)
+    assert not np.allclose(vector, _client(dense_random_ratings, one).train(item, 0.5))
+
+
 def test_factor_share_must_be_a_fraction():
     for bad in (0.0, 1.0, -0.1, 1.5):
         with pytest.raises(FedrecError, match="factor_share"):

@@ -186,3 +186,26 @@ def test_server_factor_lr_steps_the_factors_at_their_own_rate(optimizer):
     server.apply(total, Stats(3.0, np.ones(2), 0.0, 0.0))
     np.testing.assert_allclose(np.abs(server.item.q - before.q), 0.01, rtol=1e-4)
     np.testing.assert_allclose(np.abs(server.item.bi - before.bi), 0.5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("schedule", ["constant", "linear", "cosine"])
+def test_server_lr_schedule_scales_each_round_step(schedule):
+    """federated.server_lr_schedule: with sgd and a constant gradient, step t moves the item side by
+    server_lr * factor(t), decaying to 1/rounds of it; a server rebuilt from the saved optimizer state
+    (a resumed run) continues the schedule where it was."""
+    rounds = 4
+    cfg = config(**{"model.factors": 1, "federated.server_optimizer": "sgd", "federated.server_lr": 1.0,
+                    "federated.rounds": rounds, "federated.server_lr_schedule": schedule})
+    expected = {"constant": [1.0, 1.0, 1.0, 1.0], "linear": [1.0, 0.75, 0.5, 0.25],
+                "cosine": [1.0, 0.5 * (1 + np.cos(np.pi / 4)), 0.5, 1 / rounds]}[schedule]  # floored at 1/rounds
+    server, moves = ServerModel(1, cfg, 3.0), []
+    for t in range(rounds):
+        if t == 2:  # resume: a new server model loading the saved item side and optimizer state
+            saved_q, saved_bi, saved_state = server.item.q.copy(), server.item.bi.copy(), server.optimizer.state
+            server = ServerModel(1, cfg, 3.0)
+            server.item.q[:], server.item.bi[:] = saved_q, saved_bi
+            server.optimizer.load_state(saved_state)
+        before = server.item.bi.copy()
+        server.apply(np.array([0.0, 1.0]), Stats(3.0, np.ones(1), 0.0, 0.0))
+        moves.append(float(before[0] - server.item.bi[0]))
+    np.testing.assert_allclose(moves, expected, rtol=1e-5)
