@@ -1,6 +1,7 @@
 """Benchmark: test RMSE against the DP budget, full model and biases-only, same split, same settings.
 
 Run: python -m simulations.bench_dp [--data-dir DIR] [--epsilons 1 2 4 8 16] [--num-clients 10] [--rounds 60]
+     [--json FILE] [--plot FILE.png]
 
 Each run trains in-process with the real ClientApps and secure aggregation (server/inprocess.py), every
 client every round, evaluation only after the last round (each evaluation is a release that costs budget).
@@ -85,6 +86,32 @@ def one_run(epsilon: float | None, factors: int, args: argparse.Namespace) -> di
             "epsilon_spent": dp.get("epsilon_spent"), "seconds": time.perf_counter() - start}
 
 
+def plot(rows: list[dict], path: Path) -> None:
+    """Test RMSE against epsilon (log scale), one line per factor count with its sd as error bars; each
+    model's non-private RMSE as a dotted line of the same colour."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import ScalarFormatter
+
+    figure = Figure(figsize=(7, 4.5), layout="constrained")
+    FigureCanvasAgg(figure)  # headless, no pyplot global state
+    axes = figure.add_subplot()
+    for factors in dict.fromkeys(r["factors"] for r in rows):
+        private = [r for r in rows if r["factors"] == factors and r["epsilon"] != "none"]
+        label = f"k = {factors}" + (" (biases only)" if factors == 0 else "")
+        line = axes.errorbar([r["epsilon"] for r in private], [r["rmse"] for r in private],
+                             yerr=[r["rmse_std"] or 0.0 for r in private], marker="o", capsize=3, label=label)
+        for r in rows:
+            if r["factors"] == factors and r["epsilon"] == "none":
+                axes.axhline(r["rmse"], color=line.lines[0].get_color(), linestyle=":", linewidth=1)
+    axes.set_xscale("log", base=2)
+    axes.xaxis.set_major_formatter(ScalarFormatter())
+    axes.set_xlabel("epsilon (user-level, delta 1/users); dotted: the same model without DP")
+    axes.set_ylabel("test RMSE")
+    axes.legend()
+    figure.savefig(path, dpi=120)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m simulations.bench_dp", description=__doc__)
     parser.add_argument("--dataset", default="ml-100k")
@@ -103,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="benchmark only, with --unmasked-sum: the --num-clients clients together add the noise "
                              "shares of an N-client cohort (N = 943: one client per user, see simulations/noised_sum.py)")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--plot", type=Path, help="write a PNG of test RMSE against epsilon")
     args = parser.parse_args(argv)
     if args.noise_cohort is not None and not args.unmasked_sum:
         parser.error("--noise-cohort needs --unmasked-sum")
@@ -128,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(rows, columns, markdown=True))
     if args.json:
         atomic.write_json(args.json, rows)
+    if args.plot:
+        plot(rows, args.plot)
     return 0
 
 
