@@ -141,9 +141,10 @@ def main(argv: list[str] | None = None) -> int:
             rmses = [run["rmse"] for run in runs]
             rows.append({**runs[0], "rmse": statistics.mean(rmses), "mae": statistics.mean(r["mae"] for r in runs),
                          "rmse_std": statistics.stdev(rmses) if len(rmses) > 1 else None, "repeats": len(runs),
+                         "rmse_runs": rmses,
                          "seconds": statistics.median(r["seconds"] for r in runs)})
             print(f"epsilon {rows[-1]['epsilon']}, k = {factors}: RMSE {rows[-1]['rmse']:.4f} "
-                  f"({rows[-1]['seconds']:.0f} s)", file=sys.stderr, flush=True)
+                  f"(runs {', '.join(f'{r:.4f}' for r in rmses)}; {rows[-1]['seconds']:.0f} s)", file=sys.stderr, flush=True)
     baseline = {r["factors"]: r["rmse"] for r in rows if r["epsilon"] == "none"}
     for r in rows:
         r["vs_nonprivate"] = r["rmse"] / baseline[r["factors"]] - 1
