@@ -82,6 +82,10 @@ def simulate(config: FedrecConfig, on_round=None, n_items: int | None = None, cl
     _quiet_flower()
     from flwr.simulation import run_simulation
 
+    from fedrec.simulations import vce_queue
+
+    vce_queue.install()  # Flower's engine polls its messages once per node; one pass per poll instead
+
     from fedrec.client.app import build_client_app
     from fedrec.server.app import build_server_app
 
