@@ -7,7 +7,8 @@ A poll therefore costs nodes x messages checks: about 10,000 at 100 clients and 
 server spent most of a 943-client evaluation waiting for that loop, and the loop, holding the LinkState's
 lock, delayed the replies too. This module's loop checks every stored message once per poll (with the
 LinkState's own check), hands each node at most one undelivered message, as Flower's does, marks them
-delivered the way `get_message_ins` does, and polls every POLL_SECONDS.
+delivered the way `get_message_ins` does, and polls every POLL_SECONDS; a poll that finds nothing new
+reads one field per stored message.
 
 `install()` replaces the loop in Flower's module; Flower's own loop is kept for any LinkState that is not
 the in-memory one, and nothing is patched if the module no longer looks as expected (a Flower upgrade).
@@ -26,12 +27,16 @@ POLL_SECONDS = 0.01
 
 def take_undelivered(state, node_ids) -> list:
     """The oldest undelivered message of every node in `node_ids`, marked delivered; expired or invalid
-    messages are dropped by the LinkState's own check, as `get_message_ins` does."""
+    undelivered messages are dropped by the LinkState's own check, as `get_message_ins` does (delivered ones
+    are left to the checks Flower makes when their replies are stored and pulled)."""
     from flwr.supercore.date import now
 
     taken: dict[int, object] = {}
     with state.lock:
-        state._check_stored_messages(set(state.message_ins_store))  # one check of every message, one clock read
+        waiting = {mid for mid, message in state.message_ins_store.items() if message.metadata.delivered_at == ""}
+        if not waiting:
+            return []
+        state._check_stored_messages(waiting)  # one check of the undelivered messages, one clock read
         for message in state.message_ins_store.values():
             metadata = message.metadata
             node = metadata.dst_node_id
