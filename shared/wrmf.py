@@ -13,6 +13,8 @@ and the positives correct it. For fixed items, each user's x_u is a ridge solve 
 and the item gradient at the solved users is Y (X^T X) + E^T X + reg Y, with E_ui = alpha s_ui - (1 + alpha)
 on positives (s = x_u . y_i). The data part is a sum over users, so over clients: the federated item gradient
 (Ammad-ud-din et al. 2019) is the secure sum of the clients' parts, dense over the catalogue, plus reg Y.
+So are the item solve's normal equations (X^T X, and per item alpha sum x_u x_u^T and (1 + alpha) sum x_u over
+its positive users): summed over clients they give the server the exact ALS item step (`item_normal_sums`).
 """
 
 from __future__ import annotations
@@ -129,3 +131,38 @@ def user_gradient(positives: sp.csr_matrix, x: np.ndarray, y: np.ndarray, reg: f
     s = positive_scores(positives, x, y)
     errors = sp.csr_matrix((alpha * s - (1.0 + alpha), positives.indices, positives.indptr), shape=positives.shape)
     return x @ (y.T @ y) + np.asarray(errors @ y) + reg * x
+
+
+def triangle_size(k: int) -> int:
+    """Values in the upper triangle (diagonal included) of a symmetric k x k matrix."""
+    return k * (k + 1) // 2
+
+
+def item_normal_sums(positives: sp.csr_matrix, x: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """These users' parts of the item solve's normal equations: (X^T X upper triangle, per item the upper
+    triangle of alpha sum_(u positive on i) x_u x_u^T (n_items x k(k+1)/2), per item (1 + alpha) sum x_u
+    (n_items x k)). Each is a sum over users, so the clients' parts add up to the whole federation's.
+    One sparse product over the positives, with each user's outer product flattened to its triangle."""
+    upper, lower = np.triu_indices(x.shape[1])
+    outer = x[:, upper] * x[:, lower]  # users x k(k+1)/2
+    by_item = positives.T.tocsr()
+    return outer.sum(axis=0), alpha * np.asarray(by_item @ outer), (1.0 + alpha) * np.asarray(by_item @ x)
+
+
+def solve_from_normal_sums(gram: np.ndarray, item_grams: np.ndarray, rhs: np.ndarray, reg: float) -> np.ndarray:
+    """Every item's exact solve from summed normal equations: (X^T X + alpha G_i + reg I) y_i = b_i, as
+    `solve_rows` on the items (an item without positives has b_i = 0, so y_i = 0). Blocks bound the memory."""
+    k = rhs.shape[1]
+    upper, lower = np.triu_indices(k)
+    base = np.zeros((k, k))
+    base[upper, lower] = base[lower, upper] = gram
+    base[np.arange(k), np.arange(k)] += reg + MIN_RIDGE
+    solved = np.zeros_like(rhs)
+    per_block = max(1, GATHER_CHUNK_VALUES // (k * k))
+    for start in range(0, rhs.shape[0], per_block):
+        block = slice(start, start + per_block)
+        systems = np.broadcast_to(base, (item_grams[block].shape[0], k, k)).copy()
+        systems[:, upper, lower] += item_grams[block]
+        systems[:, lower, upper] = systems[:, upper, lower]  # mirror: the diagonal is written once above
+        solved[block] = np.linalg.solve(systems, rhs[block][..., None])[..., 0]
+    return solved

@@ -66,6 +66,22 @@ def test_row_solves_are_exact_minimisers(density):
     assert np.abs(wrmf.item_gradient_data(matrix, x, items, ALPHA) + REG * items).max() < 1e-8
 
 
+def test_item_solve_from_client_normal_sums_is_the_exact_als_item_step():
+    """The users split over three clients: the sum of their normal-equation parts solves every item exactly
+    as the centralised ALS item step does (an item no user liked gets 0, as it does there)."""
+    mask, matrix, _, y = _problem(n_users=30, n_items=25, k=6, density=0.25, seed=2)
+    mask[:, 0] = False  # an item without positives
+    users, items = np.nonzero(mask)
+    matrix = wrmf.interaction_matrix(users, items, 30, 25)
+    x = wrmf.solve_rows(matrix, y, REG, ALPHA)
+    parts = [wrmf.item_normal_sums(matrix[rows], x[rows], ALPHA) for rows in (slice(0, 7), slice(7, 20), slice(20, 30))]
+    summed = [sum(part[j] for part in parts) for j in range(3)]
+    assert summed[1].shape == (25, wrmf.triangle_size(6)) and summed[2].shape == (25, 6)
+    solved = wrmf.solve_from_normal_sums(*summed, REG)
+    np.testing.assert_allclose(solved, wrmf.solve_rows(matrix.T.tocsr(), x, REG, ALPHA), rtol=1e-9, atol=1e-12)
+    assert np.all(solved[0] == 0) and np.abs(solved).max() > 0.1
+
+
 def test_map_at_k_of_known_lists():
     """User 0: two relevant items, at ranks 1 and 3: AP@3 = (1/1 + 2/3) / 2. User 1 (who ranks the other way):
     four relevant items, two in its list of three, at ranks 1 and 2: AP@3 = (1 + 1) / min(4, 3)."""
@@ -110,6 +126,23 @@ def test_federated_implicit_full_batch_equals_centralised_with_secure_aggregatio
     assert 0 < result["ndcg@10"] < 1 and result["map@10"] != pytest.approx(result["ndcg@10"])
 
 
+def test_federated_als_equals_centralised_als_with_secure_aggregation():
+    """`federated.update = "als"`: the securely summed normal equations give the server the exact ALS item
+    step, so 3 rounds are 3 epochs of centralised ALS, and the evaluations agree."""
+    config = load_config(None, {**SMALL, "federated.update": "als", "federated.rounds": 3,
+                                "train.implicit_solver": "als", "train.epochs": 3})
+    result = run_federation(FakeGrid(config, 4), config, n_items=150)
+    train, test = load_train_test(config)
+    central = fit_implicit(train, 4.0, config.model, config.train)
+    two_epochs = fit_implicit(train, 4.0, config.model, config.train.model_copy(update={"epochs": 2}))
+    assert np.abs(central.y - two_epochs.y).max() > 1e-3  # each round counts: a missed or repeated one shows
+    # Secure aggregation rounds every client's value to 2^-24: the items agree to about that.
+    np.testing.assert_allclose(result["item_model"]["q"], central.y, rtol=1e-5, atol=1e-6)
+    pooled = evaluate_implicit(central, train, test, 4.0, config.eval)
+    for key in ("precision@10", "recall@10", "ndcg@10", "map@10", "coverage"):
+        assert result[key] == pytest.approx(pooled[key], rel=1e-6), key
+
+
 @pytest.mark.parametrize("argv, message", [
     (["baseline", "--positive-threshold", "4"], "positive_threshold applies to implicit feedback only"),
     (["baseline", "--feedback", "implicit", "--positive-threshold", "nan"], "must be a finite number"),
@@ -117,6 +150,7 @@ def test_federated_implicit_full_batch_equals_centralised_with_secure_aggregatio
       "--set", "synthetic.n_users=50"], "no training interaction has a value that high"),
     (["simulate", "--feedback", "implicit", "--dp-epsilon", "1"], "not available with implicit feedback"),
     (["compare", "--feedback", "implicit", "--update", "delta", "--out", "never"], "implicit feedback trains with"),
+    (["simulate", "--update", "als"], "federated.update = \"als\" is for implicit feedback"),
 ])
 def test_bad_implicit_settings_are_one_clear_error(argv, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
