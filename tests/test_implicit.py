@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import argparse
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from fedrec.client.data import file_data
+from fedrec.server import cli as server_cli
+from fedrec.server.app import run_deployment
 from fedrec.server.federation import run_federation
-from fedrec.shared import cli, metrics, mf, wrmf
+from fedrec.shared import cli, metrics, mf, protocol, wrmf
 from fedrec.shared.config import load_config
 from fedrec.shared.data.load import load_train_test
 from fedrec.shared.data.positives import positives
+from fedrec.shared.data.ratings import Ratings
 from fedrec.shared.train_implicit import evaluate_implicit, fit_implicit
 from tests.conftest import make_ratings
 from tests.fakegrid import FakeGrid
@@ -176,3 +184,39 @@ def test_a_warm_started_run_continues_where_the_last_one_stopped():
     assert np.abs(first["q"] - whole["q"]).max() > 1e-3
     second = run_federation(FakeGrid(one, 4), one, n_items=150, warm_start=first)["item_model"]
     np.testing.assert_allclose(second["q"], whole["q"], rtol=1e-12, atol=1e-12)
+
+
+def test_fedrec_server_with_implicit_feedback_trains_file_clients_like_centralised_als(tmp_path):
+    """`fedrec server --feedback implicit --positive-threshold 4 --update als` with `fedrec client`s on their own
+    files (the deployment path, in process): the clients follow the server's feedback settings, and the saved
+    item model is centralised ALS on the union of the clients' training files."""
+    assert cli.main(["data", "partition", "--num-clients", "3", "--out", str(tmp_path / "files"), "--set",
+                     "synthetic.n_users=90", "--set", "synthetic.n_items=60", "--set", "synthetic.n_ratings=2500"]) == 0
+    parser = argparse.ArgumentParser()
+    server_cli.register(parser)
+    args = parser.parse_args(["--feedback", "implicit", "--positive-threshold", "4", "--update", "als", "--rounds", "2",
+                              "--min-clients", "3", "--factors", "4", "--no-secure", "--items",
+                              str(tmp_path / "files/items.txt"), "--insecure", "--state-dir", str(tmp_path / "server")])
+    config, catalogue = server_cli._check_input(args)
+    spec = {"config": config.model_dump(mode="json"), "catalogue": str(tmp_path / "catalogue.json"),
+            "state_dir": str(tmp_path / "server"), "resume": False, "json": str(tmp_path / "results.json"), "run_id": "r"}
+    (tmp_path / "catalogue.json").write_text(json.dumps(catalogue))
+    (tmp_path / "run.json").write_text(json.dumps(spec))
+    (tmp_path / "server").mkdir()
+    client = load_config(None, {})  # a client's own settings: explicit feedback, until the server says otherwise
+    nodes = [{protocol.NODE_DATA_FILE: str(tmp_path / f"files/client-{k}/train.csv"),
+              protocol.NODE_TEST_FILE: str(tmp_path / f"files/client-{k}/test.csv"),
+              protocol.NODE_POLICY["require_secure"]: False} for k in range(3)]
+    run_deployment(FakeGrid(client, 3, node_configs=nodes), tmp_path / "run.json")
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["ndcg@10"] > 0 and "rmse" not in results
+
+    tables = [file_data(config, Path(node[protocol.NODE_DATA_FILE]), None, tuple(catalogue)).train for node in nodes]
+    offsets = np.cumsum([0] + [table.n_users for table in tables])
+    union = Ratings(np.concatenate([t.users + o for t, o in zip(tables, offsets)]),
+                    np.concatenate([t.items for t in tables]), np.concatenate([t.values for t in tables]), None,
+                    np.arange(offsets[-1]).astype(str), tables[0].item_ids, 1.0, 5.0)
+    central = fit_implicit(union, 4.0, config.model, config.train.model_copy(update={"epochs": 2, "implicit_solver": "als"}))
+    with np.load(tmp_path / "server/item-model.npz") as saved:
+        np.testing.assert_allclose(saved["q"], central.y, rtol=1e-9, atol=1e-12)
+    assert np.abs(central.y).max() > 0.1
