@@ -141,7 +141,7 @@ class FederatedConfig(_Section):
     """What clients send: the item-side gradient at the received model, or the count-weighted change
     of the item side after `local_epochs` local steps (FedAvg style); with implicit feedback also `als`:
     each item's normal-equation sums over the client's users, from which the server solves every item
-    exactly (federated ALS: one round is one centralised ALS epoch; about k/2 + 1 times the gradient's values)."""
+    exactly (federated ALS: one round is one centralised ALS epoch; (k + 3)/2 times the gradient's values)."""
     local_epochs: PositiveInt = 1
     """Local full-batch steps per round (user side only in `gradient` mode, both sides in `delta` mode)."""
     client_optimizer: Literal["adam", "sgd", "adagrad"] = "adam"

@@ -67,12 +67,14 @@ def _import_implicit() -> Any | None:
     return AlternatingLeastSquares
 
 
-def _fit_implicit_package(als_class, train_matrix, config: FedrecConfig, seed: int) -> tuple[ImplicitModel, float]:
+def _fit_implicit_package(als_class, train_matrix, config: FedrecConfig, seed: int,
+                          implicit_alpha: float | None = None) -> tuple[ImplicitModel, float]:
     model_config = config.model
+    # `implicit`'s confidence of a positive is its alpha times the matrix value (1 here), fedrec's 1 + alpha.
+    alpha = 1.0 + model_config.alpha if implicit_alpha is None else implicit_alpha
     with warnings.catch_warnings():  # its advice on BLAS threads is followed (main runs on single_blas_thread)
         warnings.simplefilter("ignore", RuntimeWarning)
-        # `implicit`'s confidence of a positive is its alpha times the matrix value (1 here), fedrec's 1 + alpha.
-        als = als_class(factors=model_config.factors, regularization=model_config.reg, alpha=1.0 + model_config.alpha,
+        als = als_class(factors=model_config.factors, regularization=model_config.reg, alpha=alpha,
                         iterations=config.train.epochs, random_state=seed, calculate_training_loss=False)
     start = time.perf_counter()
     als.fit(train_matrix, show_progress=False)
@@ -85,14 +87,15 @@ def _seeded(config: FedrecConfig, seed: int) -> FedrecConfig:
     return config.model_copy(update={"model": config.model.model_copy(update={"seed": seed})})
 
 
-def _centralised(config: FedrecConfig, train, test, als_class, repeats: int) -> tuple[list[dict], float]:
+def _centralised(config: FedrecConfig, train, test, als_class, repeats: int,
+                 implicit_alpha: float | None = None) -> tuple[list[dict], float]:
     """The centralised rows, and fedrec's NDCG@10 from seed 0 (the federated runs' start)."""
     threshold = config.data.positive_threshold
     pos = positives(train, threshold)
     matrix = wrmf.interaction_matrix(pos.users, pos.items, pos.n_users, pos.n_items)
     fit_implicit(train, threshold, _seeded(config, WARMUP_SEED).model, config.train)  # untimed warm-up
     if als_class is not None:
-        _fit_implicit_package(als_class, matrix, config, WARMUP_SEED)
+        _fit_implicit_package(als_class, matrix, config, WARMUP_SEED, implicit_alpha)
     runs: dict[str, list[dict]] = {"fedrec WRMF (ALS)": [], "implicit ALS": []}
     for repeat in range(repeats):
         order = ("fedrec", "implicit") if repeat % 2 == 0 else ("implicit", "fedrec")  # load drift hits both
@@ -104,7 +107,7 @@ def _centralised(config: FedrecConfig, train, test, als_class, repeats: int) -> 
                 runs["fedrec WRMF (ALS)"].append({**evaluate_implicit(model, train, test, threshold, config.eval),
                                                   "fit_seconds": seconds})
             elif als_class is not None:
-                model, seconds = _fit_implicit_package(als_class, matrix, config, repeat)
+                model, seconds = _fit_implicit_package(als_class, matrix, config, repeat, implicit_alpha)
                 runs["implicit ALS"].append({**evaluate_implicit(model, train, test, threshold, config.eval),
                                              "fit_seconds": seconds})
     rows = [{"model": name, "repeats": len(found),
@@ -131,7 +134,7 @@ def _federated(config: FedrecConfig, n_items: int, update: str, rounds: int) -> 
 
 
 def bench(dataset: str, data_dir: Path, overrides: dict, repeats: int, als_class,
-          federated: dict[str, int]) -> list[dict]:
+          federated: dict[str, int], implicit_alpha: float | None = None) -> list[dict]:
     """The rows of one dataset; `federated` maps each federated update to run to its number of rounds."""
     config = load_config(None, {"data.dataset": dataset, "data.data_dir": str(data_dir), "data.feedback": "implicit",
                                 "data.positive_threshold": 4.0, "eval.coverage": True, **overrides})
@@ -139,7 +142,7 @@ def bench(dataset: str, data_dir: Path, overrides: dict, repeats: int, als_class
     check_positives(train, config.data.positive_threshold)
     print(f"bench_implicit: {dataset}: {int((train.values >= 4).sum())} training and {int((test.values >= 4).sum())} "
           f"test positives, {train.n_users} users, {train.n_items} items", file=sys.stderr, flush=True)
-    rows, seed0 = _centralised(config, train, test, als_class, repeats)
+    rows, seed0 = _centralised(config, train, test, als_class, repeats, implicit_alpha)
     for update, rounds in federated.items():
         rows.append({**_federated(config, train.n_items, update, rounds), "centralised_seed0_ndcg": seed0})
     return [{"dataset": dataset, **row} for row in rows]
@@ -153,6 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--factors", type=int, default=32)
     parser.add_argument("--reg", type=float, default=0.1)
     parser.add_argument("--alpha", type=float, default=10.0)
+    parser.add_argument("--implicit-alpha", type=float, metavar="X",
+                        help="`implicit`'s own alpha (default: --alpha + 1, the same confidence as fedrec's; "
+                             "--implicit-alpha 10 with --alpha 10 is the mismatch earlier runs of this benchmark had)")
     parser.add_argument("--iterations", type=int, default=15, help="ALS iterations of both libraries")
     parser.add_argument("--rounds", type=int, default=60, help="federated rounds of the gradient update (als: --iterations)")
     parser.add_argument("--num-clients", type=int, default=10)
@@ -172,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with single_blas_thread():  # both libraries fit on one BLAS thread (implicit asks for it; see shared/threads.py)
             rows = [row for dataset in args.datasets
-                    for row in bench(dataset, args.data_dir, overrides, args.repeats, als_class, federated)]
+                    for row in bench(dataset, args.data_dir, overrides, args.repeats, als_class, federated,
+                                     args.implicit_alpha)]
     except FedrecError as exc:
         print(f"bench_implicit: error: {exc}", file=sys.stderr)
         return exc.exit_code
