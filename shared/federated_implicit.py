@@ -97,13 +97,18 @@ class ImplicitServerModel:
         self.optimizer = Optimizer(config.federated.server_optimizer, config.federated.server_lr)
 
     def apply(self, total: np.ndarray, stats: Stats, share: float = 1.0) -> dict[str, float]:
-        """With every client in the sum this is the exact WRMF item gradient; with a share of them, their
-        part is scaled up to estimate the whole (the regulariser is the server's own, never scaled)."""
+        """With every client in the sum this is the exact WRMF item gradient (or ALS item step); with a share
+        of them, their part is scaled up to estimate the whole (the regulariser is the server's own, never
+        scaled)."""
         if self.update == "als":
             size, k = wrmf.triangle_size(self.factors), self.factors
             parts = total[: train_length(self.n_items, k, "als")] / max(share, 1e-12)
             per_item = parts[size:].reshape(self.n_items, size + k)
-            self.item.q[:] = wrmf.solve_from_normal_sums(parts[:size], per_item[:, :size], per_item[:, size:], self.reg)
+            solved = wrmf.solve_from_normal_sums(parts[:size], per_item[:, :size], per_item[:, size:], self.reg)
+            # An item whose every liker sat this round out (sampling, a dropout) has no positive in the sum, and
+            # its solve would be 0: it keeps its factors instead, until a round hears from its likers.
+            unheard = (stats.item_counts > 0) & ~per_item[:, :size].any(axis=1)
+            self.item.q[:] = np.where(unheard[:, None], self.item.q, solved)
             return {}
         gradient = total[: self.n_items * self.factors].reshape(self.n_items, self.factors) / max(share, 1e-12)
         self.optimizer.step({"q": self.item.q}, {"q": gradient + self.reg * self.item.q})

@@ -154,7 +154,8 @@ def item_normal_sums(positives: sp.csr_matrix, x: np.ndarray, alpha: float) -> t
 
 
 def solve_from_normal_sums(gram: np.ndarray, item_grams: np.ndarray, rhs: np.ndarray, reg: float) -> np.ndarray:
-    """Every item's exact solve from summed normal equations: (X^T X + alpha G_i + reg I) y_i = b_i, as
+    """Every item's exact solve from summed normal equations, (X^T X + G_i + reg I) y_i = b_i with the sums of
+    `item_normal_sums` (G_i = alpha sum x_u x_u^T, b_i = (1 + alpha) sum x_u, triangles unpacked), as
     `solve_rows` on the items (an item without positives has b_i = 0, so y_i = 0). Blocks bound the memory."""
     k = rhs.shape[1]
     upper, lower = np.triu_indices(k)

@@ -18,6 +18,8 @@ from fedrec.shared.config import load_config
 from fedrec.shared.data.load import load_train_test
 from fedrec.shared.data.positives import positives
 from fedrec.shared.data.ratings import Ratings
+from fedrec.shared.federated import Stats
+from fedrec.shared.federated_implicit import ImplicitServerModel
 from fedrec.shared.train_implicit import evaluate_implicit, fit_implicit
 from tests.conftest import make_ratings
 from tests.fakegrid import FakeGrid
@@ -88,6 +90,24 @@ def test_item_solve_from_client_normal_sums_is_the_exact_als_item_step():
     solved = wrmf.solve_from_normal_sums(*summed, REG)
     np.testing.assert_allclose(solved, wrmf.solve_rows(matrix.T.tocsr(), x, REG, ALPHA), rtol=1e-9, atol=1e-12)
     assert np.all(solved[0] == 0) and np.abs(solved).max() > 0.1
+
+
+def test_federated_als_keeps_the_items_whose_likers_all_sat_the_round_out():
+    """Half the clients answered: the sums are scaled up, an item with likers but none among them keeps its
+    factors (its solve would be 0), and an item nobody likes gets 0, as in centralised ALS."""
+    config = load_config(None, {**SMALL, "federated.update": "als", "model.factors": 3})
+    server = ImplicitServerModel(4, config)
+    before = server.item.q.copy()
+    rng = np.random.default_rng(5)
+    gram, grams, rhs = rng.normal(size=6) ** 2, rng.random((4, 6)), rng.normal(size=(4, 3))
+    gram[[0, 3, 5]] += 5.0  # the diagonal: X^T X positive definite
+    grams[1:3], rhs[1:3] = 0.0, 0.0  # items 1 and 2: nobody who answered likes them
+    total = np.concatenate([gram, np.hstack([grams, rhs]).ravel()])
+    server.apply(total, Stats(0.0, np.array([3.0, 2.0, 0.0, 5.0]), 0.0, 0.0), share=0.5)
+    np.testing.assert_array_equal(server.item.q[1], before[1])
+    assert np.all(server.item.q[2] == 0.0) and np.abs(before[[1, 2]]).min() > 0
+    expected = wrmf.solve_from_normal_sums(gram / 0.5, grams / 0.5, rhs / 0.5, config.model.reg)
+    np.testing.assert_allclose(server.item.q[[0, 3]], expected[[0, 3]], rtol=1e-12)
 
 
 def test_map_at_k_of_known_lists():
