@@ -108,6 +108,40 @@ def solve_rows(positives: sp.csr_matrix, factors: np.ndarray, reg: float, alpha:
     return solved
 
 
+def solve_rows_cg(positives: sp.csr_matrix, factors: np.ndarray, reg: float, alpha: float, start: np.ndarray,
+                  steps: int) -> np.ndarray:
+    """`steps` conjugate-gradient steps on every row's system A_r x = b_r of `solve_rows`, from `start`
+    (Takacs, Pilaszy and Tikk 2011; the `implicit` package's default solver, there 3 steps). An approximate
+    solve, cheaper than the exact one: A_r v is B v + alpha sum_(j in r) (f_j . v) f_j, one pass over the
+    positives (no k x k system per row is ever built), and all rows step together."""
+    k = factors.shape[1]
+    base = factors.T @ factors
+    base[np.arange(k), np.arange(k)] += reg + MIN_RIDGE
+    rows = np.repeat(np.arange(positives.shape[0]), np.diff(positives.indptr))
+    gathered = factors[positives.indices]  # nnz x k, the same for every step
+    weights = positives.astype(np.float64, copy=True)  # its values are rewritten in place at every product
+
+    def times_systems(v: np.ndarray) -> np.ndarray:
+        weights.data[:] = np.einsum("nk,nk->n", np.take(v, rows, axis=0), gathered)
+        return v @ base + alpha * (weights @ factors)
+
+    x = np.array(start, dtype=np.float64)
+    residual = (1.0 + alpha) * np.asarray(positives @ factors) - times_systems(x)
+    direction = residual.copy()
+    norm = np.einsum("nk,nk->n", residual, residual)
+    for _ in range(steps):
+        moved = times_systems(direction)
+        curvature = np.einsum("nk,nk->n", direction, moved)
+        # A row already solved (zero residual, e.g. no positives from a zero start) takes no step.
+        step = np.divide(norm, curvature, out=np.zeros_like(norm), where=norm > 1e-20)
+        x += step[:, None] * direction
+        residual -= step[:, None] * moved
+        new_norm = np.einsum("nk,nk->n", residual, residual)
+        direction = residual + np.divide(new_norm, norm, out=np.zeros_like(norm), where=norm > 1e-20)[:, None] * direction
+        norm = new_norm
+    return x
+
+
 def positive_scores(positives: sp.csr_matrix, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """x_u . y_i for every positive, in the matrix's data order."""
     rows = np.repeat(np.arange(positives.shape[0]), np.diff(positives.indptr))

@@ -20,7 +20,7 @@ from fedrec.shared.data.positives import positives
 from fedrec.shared.data.ratings import Ratings
 from fedrec.shared.federated import Stats
 from fedrec.shared.federated_implicit import ImplicitServerModel
-from fedrec.shared.train_implicit import evaluate_implicit, fit_implicit
+from fedrec.shared.train_implicit import evaluate_implicit, fit_implicit, init_items
 from tests.conftest import make_ratings
 from tests.fakegrid import FakeGrid
 
@@ -74,6 +74,39 @@ def test_row_solves_are_exact_minimisers(density):
     assert systems.shape == (40, 8, 8)
     items = wrmf.solve_rows(matrix.T.tocsr(), x, REG, ALPHA)  # the ALS item step is exact too
     assert np.abs(wrmf.item_gradient_data(matrix, x, items, ALPHA) + REG * items).max() < 1e-8
+
+
+def test_conjugate_gradient_rows_reach_the_exact_solve_in_k_steps_and_stay_there():
+    mask, matrix, _, y = _problem(n_users=40, n_items=30, k=6, density=0.2, seed=3)
+    matrix = wrmf.interaction_matrix(*np.nonzero(mask & (np.arange(40) != 7)[:, None]), 40, 30)  # row 7: none
+    exact = wrmf.solve_rows(matrix, y, REG, ALPHA)
+    start = np.random.default_rng(4).normal(size=(40, 6))
+    np.testing.assert_allclose(wrmf.solve_rows_cg(matrix, y, REG, ALPHA, start, 6), exact, rtol=1e-7, atol=1e-9)
+    assert np.abs(wrmf.solve_rows_cg(matrix, y, REG, ALPHA, start, 2) - exact).max() > 1e-3  # steps count
+    np.testing.assert_allclose(wrmf.solve_rows_cg(matrix, y, REG, ALPHA, exact, 3), exact, rtol=1e-9, atol=1e-12)
+    assert np.all(wrmf.solve_rows_cg(matrix, y, REG, ALPHA, np.zeros((40, 6)), 3)[7] == 0)
+
+
+def test_conjugate_gradient_als_reaches_nearly_the_loss_of_exact_als():
+    config = load_config(None, SMALL)
+    train, _ = load_train_test(config)
+    losses = {}
+    for solver in ("als", "cg"):
+        training = config.train.model_copy(update={"implicit_solver": solver, "epochs": 8})
+        fit_implicit(train, 4.0, config.model, training, on_epoch=lambda epoch, loss: losses.setdefault(solver, []).append(loss))
+    assert losses["cg"][-1] < 0.9 * losses["cg"][0]  # it trains
+    assert losses["cg"][-1] == pytest.approx(losses["als"][-1], rel=0.02)
+    # Each epoch's steps start where the last epoch left the rows (as `implicit` does), users first.
+    pos = positives(train, 4.0)
+    matrix = wrmf.interaction_matrix(pos.users, pos.items, pos.n_users, pos.n_items)
+    model = fit_implicit(train, 4.0, config.model, config.train.model_copy(update={"implicit_solver": "cg", "epochs": 3}))
+    y = init_items(pos.n_items, config.model)
+    x = np.zeros((pos.n_users, 8))
+    for _ in range(3):
+        x = wrmf.solve_rows_cg(matrix, y, config.model.reg, config.model.alpha, x, 3)
+        y = wrmf.solve_rows_cg(matrix.T.tocsr(), x, config.model.reg, config.model.alpha, y, 3)
+    np.testing.assert_allclose(model.y, y, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(model.x, wrmf.solve_rows_cg(matrix, y, config.model.reg, config.model.alpha, x, 3), rtol=1e-12, atol=1e-14)
 
 
 def test_item_solve_from_client_normal_sums_is_the_exact_als_item_step():
