@@ -104,7 +104,7 @@ class TrainConfig(_Section):
     implicit_solver: Literal["als", "cg", "gradient"] = "als"
     """Implicit feedback: `als` solves users then items exactly each epoch (alternating least squares);
     `cg` is ALS with `cg_steps` conjugate-gradient steps per row instead of exact solves, warm-started from
-    the last epoch (faster, approximate: the `implicit` package's default); `gradient` solves users exactly
+    the last epoch, in float32 (faster, approximate: the `implicit` package's default); `gradient` solves users exactly
     and takes one optimizer step on the item gradient, the step federated training takes (for like-for-like
     comparisons)."""
     cg_steps: PositiveInt = 3

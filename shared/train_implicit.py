@@ -50,10 +50,13 @@ def fit_implicit(train: Ratings, positive_threshold: float | None, model: ModelC
     y = init_items(pos.n_items, model) if init_y is None else np.array(init_y, dtype=np.float64)
     optimizer = optimizer or Optimizer(training.optimizer, training.lr)
     x = np.zeros((pos.n_users, model.factors))  # where conjugate gradients start the first epoch's users
+    if training.implicit_solver == "cg":  # in float32, as `implicit`: an approximate solve needs no more
+        x, y = x.astype(np.float32), y.astype(np.float32)
+        r32, r_items32 = r.astype(np.float32), r_items.astype(np.float32)
     for epoch in range(training.epochs):
         if training.implicit_solver == "cg":
-            x = wrmf.solve_rows_cg(r, y, model.reg, model.alpha, x, training.cg_steps)
-            y = wrmf.solve_rows_cg(r_items, x, model.reg, model.alpha, y, training.cg_steps)
+            x = wrmf.solve_rows_cg(r32, y, model.reg, model.alpha, x, training.cg_steps)
+            y = wrmf.solve_rows_cg(r_items32, x, model.reg, model.alpha, y, training.cg_steps)
         elif training.implicit_solver == "als":
             x = wrmf.solve_rows(r, y, model.reg, model.alpha)
             y = wrmf.solve_rows(r_items, x, model.reg, model.alpha)
@@ -65,7 +68,8 @@ def fit_implicit(train: Ratings, positive_threshold: float | None, model: ModelC
             on_epoch(epoch + 1, wrmf.loss(r, x, y, model.reg, model.alpha) / max(len(pos), 1))
     # The users that go with the final items (with `cg`, by its steps from the last epoch's users).
     if training.implicit_solver == "cg":
-        x = wrmf.solve_rows_cg(r, y, model.reg, model.alpha, x, training.cg_steps)
+        x = wrmf.solve_rows_cg(r32, y, model.reg, model.alpha, x, training.cg_steps).astype(np.float64)
+        y = y.astype(np.float64)
     else:
         x = wrmf.solve_rows(r, y, model.reg, model.alpha)
     return ImplicitModel(x, y, np.bincount(pos.items, minlength=pos.n_items))

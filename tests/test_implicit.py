@@ -96,15 +96,16 @@ def test_conjugate_gradient_als_reaches_nearly_the_loss_of_exact_als():
         fit_implicit(train, 4.0, config.model, training, on_epoch=lambda epoch, loss: losses.setdefault(solver, []).append(loss))
     assert losses["cg"][-1] < 0.9 * losses["cg"][0]  # it trains
     assert losses["cg"][-1] == pytest.approx(losses["als"][-1], rel=0.02)
-    # Each epoch's steps start where the last epoch left the rows (as `implicit` does), users first.
+    # Each epoch's steps start where the last epoch left the rows (as `implicit` does), users first, in float32.
     pos = positives(train, 4.0)
-    matrix = wrmf.interaction_matrix(pos.users, pos.items, pos.n_users, pos.n_items)
+    matrix = wrmf.interaction_matrix(pos.users, pos.items, pos.n_users, pos.n_items).astype(np.float32)
     model = fit_implicit(train, 4.0, config.model, config.train.model_copy(update={"implicit_solver": "cg", "epochs": 3}))
-    y = init_items(pos.n_items, config.model)
-    x = np.zeros((pos.n_users, 8))
+    y = init_items(pos.n_items, config.model).astype(np.float32)
+    x = np.zeros((pos.n_users, 8), np.float32)
     for _ in range(3):
         x = wrmf.solve_rows_cg(matrix, y, config.model.reg, config.model.alpha, x, 3)
         y = wrmf.solve_rows_cg(matrix.T.tocsr(), x, config.model.reg, config.model.alpha, y, 3)
+    assert y.dtype == np.float32 and model.y.dtype == np.float64
     np.testing.assert_allclose(model.y, y, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(model.x, wrmf.solve_rows_cg(matrix, y, config.model.reg, config.model.alpha, x, 3), rtol=1e-12, atol=1e-14)
 
