@@ -37,7 +37,9 @@ def add_federated_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--clients-per-round", dest="federated.clients_per_round", type=int, metavar="N")
     group.add_argument("--min-clients", dest="federated.min_clients", type=int, metavar="N")
     group.add_argument("--timeout", dest="federated.timeout", type=float, metavar="SECONDS")
-    group.add_argument("--update", dest="federated.update", choices=["gradient", "delta"])
+    group.add_argument("--update", dest="federated.update", choices=["gradient", "delta", "als"],
+                       help="what clients send: item gradient (default), local change (delta), or with implicit "
+                            "feedback each item's normal-equation sums (als: the server solves the items exactly)")
     group.add_argument("--local-epochs", dest="federated.local_epochs", type=int, metavar="E")
     group.add_argument("--client-optimizer", dest="federated.client_optimizer", choices=["adam", "sgd", "adagrad"])
     group.add_argument("--client-lr", dest="federated.client_lr", type=float, metavar="X")
