@@ -27,6 +27,13 @@ ERROR_CODE = 4100  # fedrec's error replies (Flower's own codes are below 100)
 log = logging.getLogger("fedrec.client")
 
 
+@functools.lru_cache(maxsize=8)
+def _server_settings(settings_json: str) -> FedrecConfig:
+    """The server's settings, validated once per distinct text (every message of a run carries the same);
+    the result is shared, so it is only ever read or model_copy'd, never changed in place."""
+    return FedrecConfig.model_validate_json(settings_json)
+
+
 def effective_config(msg: Message, context: Context, base: FedrecConfig | None) -> FedrecConfig:
     """The model, training and evaluation settings come from the server; the data settings are the client's."""
     config = base or from_run_config(context.run_config)
@@ -37,7 +44,7 @@ def effective_config(msg: Message, context: Context, base: FedrecConfig | None) 
         config = config.model_copy(update={"data": config.data.model_copy(update=data_updates)})
     settings = msg.content.config_records[protocol.CONFIG].get(protocol.SETTINGS)
     if settings:
-        server = FedrecConfig.model_validate_json(settings)
+        server = _server_settings(settings)
         # What counts as a positive is the federation's choice (it fixes the vectors' meaning); the data's
         # location and scale stay the client's own.
         data = config.data.model_copy(update={"feedback": server.data.feedback,

@@ -21,11 +21,33 @@ def _split(data_json: str):
     return load_train_test(FedrecConfig.model_validate_json(data_json))
 
 
+@functools.lru_cache(maxsize=4)
+def _dealt(data_json: str, scheme: str, seed: int, num_partitions: int) -> tuple[np.ndarray, dict[str, tuple]]:
+    """Which partition each user went to, and every partition's rows of train and test, found once: the rows
+    of each split sorted by partition (stable, so each partition keeps the file's order) and the bounds."""
+    train, test = _split(data_json)
+    client_of_user = partition_users(train.user_counts(), num_partitions, scheme, seed)
+    rows = {}
+    for name, ratings in (("train", train), ("test", test)):
+        owner = client_of_user[ratings.users]
+        order = np.argsort(owner, kind="stable")
+        rows[name] = (order, np.searchsorted(owner[order], np.arange(num_partitions + 1)))
+    return client_of_user, rows
+
+
+# A process may serve many simulated clients (943 with one client per user): a partition costs only its own
+# rows to rebuild, so the cache need not hold them all.
 @functools.lru_cache(maxsize=64)
 def _partition(data_json: str, scheme: str, seed: int, partition_id: int, num_partitions: int) -> ClientData:
     train, test = _split(data_json)
-    client_of_user = partition_users(train.user_counts(), num_partitions, scheme, seed)
-    return ClientData.from_partition(train, test, np.flatnonzero(client_of_user == partition_id))
+    client_of_user, rows = _dealt(data_json, scheme, seed, num_partitions)
+
+    def own_rows(ratings: Ratings, name: str) -> Ratings:
+        order, bounds = rows[name]
+        return ratings.subset(order[bounds[partition_id]:bounds[partition_id + 1]])
+
+    return ClientData.from_partition(own_rows(train, "train"), own_rows(test, "test"),
+                                     np.flatnonzero(client_of_user == partition_id))
 
 
 def partition_data(config: FedrecConfig, partition_id: int, num_partitions: int) -> ClientData:

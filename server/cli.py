@@ -52,6 +52,11 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", dest="federated.timeout", type=float, metavar="SECONDS",
                         help="how long one exchange waits for replies")
     parser.add_argument("--secure", dest="federated.secure", action=argparse.BooleanOptionalAction, default=None)
+    parser.add_argument("--update", dest="federated.update", choices=["gradient", "delta", "als"],
+                        help="what clients send: item gradient (default), local change (delta), or with implicit "
+                             "feedback each item's normal-equation sums (als: the server solves the items exactly)")
+    parser.add_argument("--server-lr", dest="federated.server_lr", type=float, metavar="X",
+                        help="learning rate of the server optimizer (gradient and delta updates)")
     cli.add_dp_options(parser)
     cli.add_feedback_options(parser.add_argument_group("feedback (the federation's choice: clients follow it)"))
     parser.add_argument("--items", required=True, type=Path, metavar="FILE",

@@ -173,7 +173,8 @@ def run_federation(
             server.item.q[:], server.item.bi[:] = warm_start["q"], warm_start["bi"]
             server.optimizer.load_state(warm_start["optimizer"])
     mu, known = stats.mu, stats.known.astype(np.uint8)
-    train_length = layout.train_length(n_items, config.model.factors)
+    train_length = (federated_implicit.train_length(n_items, config.model.factors, fed.update) if implicit
+                    else federated.train_length(n_items, config.model.factors))
     eval_length = len(federated.DP_EVAL_SCALARS) if dp else layout.eval_length(n_items, config.eval.coverage)
     final: dict = {}
 

@@ -23,10 +23,12 @@ def spread_node_ids(num_nodes: int) -> list[int]:
 
 
 class InProcessGrid:
-    """Delivers each message to an in-process ClientApp; keeps what was sent and received."""
+    """Delivers each message to an in-process ClientApp; keeps what was sent and received (unless
+    `keep_messages` is False: a benchmark with large vectors would hold every round's messages in memory)."""
 
     def __init__(self, config: FedrecConfig, num_nodes: int,
-                 drops: Callable[[int, dict], bool] | None = None, node_configs: list[dict] | None = None):
+                 drops: Callable[[int, dict], bool] | None = None, node_configs: list[dict] | None = None,
+                 keep_messages: bool = True):
         # Flower stamps messages with the running task's identity; outside a real run we set one.
         TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 1, 1
         self.app = build_client_app(config)
@@ -35,6 +37,7 @@ class InProcessGrid:
         self.contexts = {node: Context(run_id=1, node_id=node, node_config=node_configs[k], state=RecordDict(),
                                        run_config={}) for k, node in enumerate(self.node_ids)}
         self.drops = drops or (lambda node, task: False)
+        self.keep_messages = keep_messages
         self.sent: list[Message] = []
         self.received: list[Message] = []
         self.exchanges: list[tuple[Message, Message]] = []  # (request, reply) pairs, in order
@@ -45,12 +48,15 @@ class InProcessGrid:
     def send_and_receive(self, messages, *, timeout=None) -> list[Message]:
         replies = []
         for message in messages:
-            self.sent.append(message)
+            if self.keep_messages:
+                self.sent.append(message)
             node = message.metadata.dst_node_id
             if self.drops(node, dict(message.content.config_records[protocol.CONFIG])):
                 continue
             # A copy, as the network would give, so that no client can touch the server's arrays.
             replies.append(self.app(copy.deepcopy(message), self.contexts[node]))
-            self.exchanges.append((message, replies[-1]))
-        self.received.extend(replies)
+            if self.keep_messages:
+                self.exchanges.append((message, replies[-1]))
+        if self.keep_messages:
+            self.received.extend(replies)
         return replies

@@ -101,10 +101,15 @@ class TrainConfig(_Section):
     """Per-parameter update rule."""
     lr: PositiveFloat = 0.03
     """Learning rate."""
-    implicit_solver: Literal["als", "gradient"] = "als"
+    implicit_solver: Literal["als", "cg", "gradient"] = "als"
     """Implicit feedback: `als` solves users then items exactly each epoch (alternating least squares);
-    `gradient` solves users exactly and takes one optimizer step on the item gradient, the step federated
-    training takes (for like-for-like comparisons)."""
+    `cg` is ALS with `cg_steps` conjugate-gradient steps per row instead of exact solves, warm-started from
+    the last epoch, in float32 (faster, approximate: the `implicit` package's default); `gradient` solves users exactly
+    and takes one optimizer step on the item gradient, the step federated training takes (for like-for-like
+    comparisons)."""
+    cg_steps: PositiveInt = 3
+    """Implicit feedback, `implicit_solver = "cg"`: conjugate-gradient steps per row and epoch (k steps solve
+    exactly)."""
 
 
 class EvalConfig(_Section):
@@ -137,9 +142,11 @@ class FederatedConfig(_Section):
     """A round with fewer replies than this is skipped and the model left unchanged."""
     timeout: PositiveFloat = 300.0
     """Seconds to wait for the replies of one exchange; late clients are left out of that round."""
-    update: Literal["gradient", "delta"] = "gradient"
+    update: Literal["gradient", "delta", "als"] = "gradient"
     """What clients send: the item-side gradient at the received model, or the count-weighted change
-    of the item side after `local_epochs` local steps (FedAvg style)."""
+    of the item side after `local_epochs` local steps (FedAvg style); with implicit feedback also `als`:
+    each item's normal-equation sums over the client's users, from which the server solves every item
+    exactly (federated ALS: one round is one centralised ALS epoch; (k + 3)/2 times the gradient's values)."""
     local_epochs: PositiveInt = 1
     """Local full-batch steps per round (user side only in `gradient` mode, both sides in `delta` mode)."""
     client_optimizer: Literal["adam", "sgd", "adagrad"] = "adam"
@@ -271,9 +278,12 @@ class FedrecConfig(_Section):
         if self.dp.epsilon is not None and self.data.feedback == "implicit":
             raise ValueError("dp.epsilon is not available with implicit feedback yet (the per-user clipping of the "
                              "dense implicit item gradient is not implemented); use secure aggregation without DP")
-        if self.data.feedback == "implicit" and self.federated.update != "gradient":
-            raise ValueError("implicit feedback trains with federated.update = \"gradient\" (users are solved "
-                             "exactly on the client; the server steps the items on the summed gradient)")
+        if self.data.feedback == "implicit" and self.federated.update == "delta":
+            raise ValueError("implicit feedback trains with federated.update = \"gradient\" or \"als\" (users are "
+                             "solved exactly on the client; the server steps or solves the items from the sums)")
+        if self.data.feedback != "implicit" and self.federated.update == "als":
+            raise ValueError("federated.update = \"als\" is for implicit feedback (--feedback implicit): explicit "
+                             "ratings train with \"gradient\" or \"delta\"")
         return self
 
 

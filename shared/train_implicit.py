@@ -40,23 +40,38 @@ class ImplicitModel:
 def fit_implicit(train: Ratings, positive_threshold: float | None, model: ModelConfig, training: TrainConfig,
                  init_y: np.ndarray | None = None, on_epoch: Callable[[int, float], None] | None = None,
                  optimizer: Optimizer | None = None) -> ImplicitModel:
-    """`training.epochs` epochs of ALS (users then items solved exactly), or of the federated step (users
-    solved exactly, one optimizer step on the item gradient). `on_epoch(epoch, loss per positive)`."""
+    """`training.epochs` epochs of ALS (users then items solved exactly, or by `cg_steps` conjugate-gradient
+    steps from where the last epoch left them), or of the federated step (users solved exactly, one
+    optimizer step on the item gradient). The returned users are solved at the final items.
+    `on_epoch(epoch, loss per positive)`."""
     pos = positives(train, positive_threshold)
     r = wrmf.interaction_matrix(pos.users, pos.items, pos.n_users, pos.n_items)
     r_items = r.T.tocsr()
     y = init_items(pos.n_items, model) if init_y is None else np.array(init_y, dtype=np.float64)
     optimizer = optimizer or Optimizer(training.optimizer, training.lr)
+    x = np.zeros((pos.n_users, model.factors))  # where conjugate gradients start the first epoch's users
+    if training.implicit_solver == "cg":  # in float32, as `implicit`: an approximate solve needs no more
+        x, y = x.astype(np.float32), y.astype(np.float32)
+        r32, r_items32 = r.astype(np.float32), r_items.astype(np.float32)
     for epoch in range(training.epochs):
-        x = wrmf.solve_rows(r, y, model.reg, model.alpha)
-        if training.implicit_solver == "als":
+        if training.implicit_solver == "cg":
+            x = wrmf.solve_rows_cg(r32, y, model.reg, model.alpha, x, training.cg_steps)
+            y = wrmf.solve_rows_cg(r_items32, x, model.reg, model.alpha, y, training.cg_steps)
+        elif training.implicit_solver == "als":
+            x = wrmf.solve_rows(r, y, model.reg, model.alpha)
             y = wrmf.solve_rows(r_items, x, model.reg, model.alpha)
         else:
+            x = wrmf.solve_rows(r, y, model.reg, model.alpha)
             gradient = wrmf.item_gradient_data(r, x, y, model.alpha) + model.reg * y
             optimizer.step({"q": y}, {"q": gradient})
         if on_epoch is not None:
             on_epoch(epoch + 1, wrmf.loss(r, x, y, model.reg, model.alpha) / max(len(pos), 1))
-    x = wrmf.solve_rows(r, y, model.reg, model.alpha)  # the users that go with the final items
+    # The users that go with the final items (with `cg`, by its steps from the last epoch's users).
+    if training.implicit_solver == "cg":
+        x = wrmf.solve_rows_cg(r32, y, model.reg, model.alpha, x, training.cg_steps).astype(np.float64)
+        y = y.astype(np.float64)
+    else:
+        x = wrmf.solve_rows(r, y, model.reg, model.alpha)
     return ImplicitModel(x, y, np.bincount(pos.items, minlength=pos.n_items))
 
 

@@ -208,7 +208,7 @@ def _run_setting(name: str, config: FedrecConfig, train: Ratings, test: Ratings,
     for repeat, seed in enumerate(seeds):
         seeded = _with(config, model__seed=seed)
         fed = seeded.federated
-        epochs = "ALS epochs" if seeded.data.feedback == "implicit" and seeded.train.implicit_solver == "als" else "full-batch epochs"
+        epochs = "ALS epochs" if seeded.data.feedback == "implicit" and seeded.train.implicit_solver in ("als", "cg") else "full-batch epochs"
         how = (f"{fed.rounds} {epochs}" if name == "centralized" else
                f"{fed.num_clients} clients, {fed.rounds} rounds, {'secure' if fed.secure else 'plain'} aggregation")
         _say(f"[compare] {name}: model seed {seed} (repeat {repeat + 1}/{repeats}), {how}")

@@ -124,7 +124,7 @@ def _setting_notes(results: CompareResults) -> list[str]:
         if row.name == "centralized" and is_implicit(results):
             solver = results.config["train"]["implicit_solver"]
             what = (f"pooled data, {row.rounds} epochs of WRMF `{solver}` (train.epochs = federated.rounds; `gradient` "
-                    "takes the federated step, `als` solves the items exactly)")
+                    "takes the federated step, `als` solves the items exactly, `cg` approximately)")
         elif row.name == "centralized":
             what = f"pooled data, {row.rounds} full-batch epochs (train.epochs = federated.rounds)"
         else:

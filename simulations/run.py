@@ -37,7 +37,9 @@ def add_federated_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--clients-per-round", dest="federated.clients_per_round", type=int, metavar="N")
     group.add_argument("--min-clients", dest="federated.min_clients", type=int, metavar="N")
     group.add_argument("--timeout", dest="federated.timeout", type=float, metavar="SECONDS")
-    group.add_argument("--update", dest="federated.update", choices=["gradient", "delta"])
+    group.add_argument("--update", dest="federated.update", choices=["gradient", "delta", "als"],
+                       help="what clients send: item gradient (default), local change (delta), or with implicit "
+                            "feedback each item's normal-equation sums (als: the server solves the items exactly)")
     group.add_argument("--local-epochs", dest="federated.local_epochs", type=int, metavar="E")
     group.add_argument("--client-optimizer", dest="federated.client_optimizer", choices=["adam", "sgd", "adagrad"])
     group.add_argument("--client-lr", dest="federated.client_lr", type=float, metavar="X")
@@ -81,6 +83,10 @@ def simulate(config: FedrecConfig, on_round=None, n_items: int | None = None, cl
     on that existing Ray cluster instead of a fresh local Ray."""
     _quiet_flower()
     from flwr.simulation import run_simulation
+
+    from fedrec.simulations import vce_queue
+
+    vce_queue.install()  # Flower's engine polls its messages once per node; one pass per poll instead
 
     from fedrec.client.app import build_client_app
     from fedrec.server.app import build_server_app

@@ -42,8 +42,10 @@ def register(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--epochs", dest="train.epochs", type=int, metavar="N")
     group.add_argument("--lr", dest="train.lr", type=float, metavar="X")
     group.add_argument("--optimizer", dest="train.optimizer", choices=["adam", "sgd", "adagrad"])
-    group.add_argument("--implicit-solver", dest="train.implicit_solver", choices=["als", "gradient"],
-                       help="implicit feedback: alternating exact solves (default), or the federated item step")
+    group.add_argument("--implicit-solver", dest="train.implicit_solver", choices=["als", "cg", "gradient"],
+                       help="implicit feedback: alternating exact solves (default), alternating conjugate-gradient "
+                            "steps (cg, --cg-steps per row and epoch), or the federated item step")
+    group.add_argument("--cg-steps", dest="train.cg_steps", type=int, metavar="N")
     parser.add_argument("--json", type=Path, metavar="OUT", help="write the results as JSON")
     parser.set_defaults(handler=run)
 
