@@ -211,6 +211,11 @@ def test_dp_evaluation_vector_is_the_error_sums_and_the_count():
     errors = metrics.error_sums(predictions, test.values)
     np.testing.assert_allclose(vector, [errors["sse"], errors["sae"], 7.0], rtol=1e-9)
     assert errors["sse"] != errors["sae"]  # the two sums are told apart
+    # The last user without a held-out rating: the per-user sums keep every user's row.
+    trainer.data = ClientData(data.train, data.test.subset(data.test.users != 5))
+    kept = test.users != 5
+    fewer = metrics.error_sums(predictions[kept], test.values[kept])
+    np.testing.assert_allclose(trainer.evaluate(item, known, dp_clip=1e3), [fewer["sse"], fewer["sae"], 5.0], rtol=1e-9)
 
 
 def test_dp_metrics_divide_by_the_noised_count_and_never_go_negative():
