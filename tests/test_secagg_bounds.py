@@ -60,6 +60,16 @@ def test_a_wrong_share_gives_an_abort_not_a_wrong_secret():
         shamir.combine(list(zip(xs, ys)), 3)
 
 
+def test_chunks_beyond_32_bytes_are_inconsistent_shares():
+    """Nine 30-bit chunks hold 270 bits and a secret 256: a top chunk of 2^16 or more comes from no secret."""
+    values = np.zeros(shamir.CHUNKS, dtype=">u4")
+    values[-1] = (1 << 16) - 1  # one point of a degree-0 sharing is the secret's chunks themselves
+    assert shamir.combine([(1, values.tobytes())], 1) == b"\xff\xff" + bytes(30)
+    values[-1] = 1 << 16
+    with pytest.raises(SecAggAbort, match="inconsistent: the reconstructed secret is too long"):
+        shamir.combine([(1, values.tobytes())], 1)
+
+
 def test_lagrange_coefficients_interpolate_any_polynomial_of_lower_degree():
     xs = (2, 7, 9, 30)
     coefficients = [int(c) for c in shamir.lagrange_at_zero(xs)]

@@ -70,7 +70,7 @@ def test_prg_deterministic_and_seed_dependent():
     np.testing.assert_array_equal(a, prg.expand(s1, 1000))
     np.testing.assert_array_equal(a[:10], prg.expand(s1, 10))
     assert (a != prg.expand(s2, 1000)).mean() > 0.99
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="seed must be 32 bytes, got 5"):
         prg.expand(b"short", 4)
 
 
