@@ -2,6 +2,7 @@
 
 import itertools
 import secrets
+import threading
 
 import numpy as np
 import pytest
@@ -88,6 +89,28 @@ def test_prg_apply_adds_and_subtracts_the_stream_in_place_and_expand_results_do_
     np.testing.assert_array_equal(y, np.arange(1000, dtype=np.uint64))
     with pytest.raises(ValueError, match="sign"):
         prg.apply(y, s1, 0)
+
+
+def test_prg_scratch_buffers_are_per_thread_and_grow_for_longer_masks():
+    """A new thread starts without a buffer: a short mask, then a longer one, must both be the stream."""
+    seed = bytes(range(32))
+    want = prg.expand(seed, 3000)
+    got = {}
+
+    def work():
+        got["short"] = prg.expand(seed, 10)
+        got["long"] = prg.expand(seed, 3000)
+        y = np.zeros(5000, dtype=np.uint64)
+        prg.apply(y, seed, +1)
+        got["apply"] = y
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+    np.testing.assert_array_equal(got["short"], want[:10])  # a KeyError here: the thread raised
+    np.testing.assert_array_equal(got["long"], want)
+    np.testing.assert_array_equal(got["apply"][:3000], want)
+    np.testing.assert_array_equal(got["apply"], prg.expand(seed, 5000))
 
 
 def test_agree_is_symmetric_and_info_bound():
