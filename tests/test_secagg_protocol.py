@@ -99,6 +99,15 @@ def test_too_few_committee_members_at_setup_aborts():
         c.setup(drop_share_keys=com[: len(com) - t + 1])
 
 
+def test_setup_completes_with_exactly_t_clients_all_on_the_committee():
+    members = list(range(1, 11))
+    com = committee_of(members, 3)
+    t = SecAggParams().plan(10).threshold
+    c = InProcessCohort(10, seed=3)
+    drop = [u for u in members if u not in com] + com[: len(com) - t]
+    assert c.setup(drop_share_keys=drop) == sorted(com[len(com) - t:])
+
+
 def test_too_few_survivors_at_masked_input_aborts():
     c = InProcessCohort(5, seed=3)
     cohort = c.setup()
@@ -131,10 +140,11 @@ def test_unknown_duplicate_and_wrong_stage_replies_ignored():
     c = InProcessCohort(4, seed=1)
     reqs = c.server.advertise_requests([1, 2, 3])
     r1 = c.call(1, lambda cl: cl.advertise(reqs[1]))
-    assert c.server.receive(r1) and not c.server.receive(r1)  # duplicate
     assert not c.server.receive({**r1, M.INDEX: 4})  # not a candidate
+    # Before r1 itself is received, so that neither is ignored only as a duplicate.
     assert not c.server.receive({**r1, M.STAGE: M.UNMASK})
     assert not c.server.receive({**r1, M.COHORT_ID: 9})
+    assert c.server.receive(r1) and not c.server.receive(r1)  # duplicate
 
 
 def test_tampered_share_is_rejected_named_and_the_rest_used(caplog):

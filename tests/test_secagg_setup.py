@@ -35,3 +35,11 @@ def test_a_client_refuses_share_keys_without_every_key_it_needs():
     req = {**req, M.PEER_IDS: [req[M.PEER_IDS][k] for k in keep], M.PEER_C_PK: [req[M.PEER_C_PK][k] for k in keep]}
     with pytest.raises(SecAggRefusal, match=rf"client {member}: c keys missing for \[{missing}\]"):
         c.call(member, lambda client: client.share_keys(req))
+
+
+def test_a_request_without_a_cohort_id_is_refused():
+    c = InProcessCohort(5, seed=3)
+    reqs = c.server.advertise_requests(sorted(c.states))
+    req = {k: v for k, v in reqs[1].items() if k != M.COHORT_ID}
+    with pytest.raises(SecAggRefusal, match="unexpected"):
+        c.call(1, lambda client: client.share_keys({**req, M.STAGE: M.SHARE_KEYS}))
