@@ -108,6 +108,22 @@ def test_setup_completes_with_exactly_t_clients_all_on_the_committee():
     assert c.setup(drop_share_keys=drop) == sorted(com[len(com) - t:])
 
 
+def test_unmasking_asks_t_plus_spare_members_and_no_more_when_all_answer():
+    c = InProcessCohort(10, seed=3)  # a committee of 7, threshold 4: two spares, one in reserve
+    cohort = c.setup()
+    for r in range(2):
+        xs = inputs(cohort, seed=r)
+        c.masked_input(r, xs)
+        reqs = c.server.unmask_requests()
+        assert len(reqs) == c.server.plan.threshold + 2 < len(c.server.committee)
+        answering = list(reqs)[: len(reqs) - r]  # in round 1 one spare does not answer
+        for j in answering:
+            c.server.receive(c.call(j, lambda cl, req=reqs[j]: cl.unmask(req)))
+        if r == 1:  # every secret still has t shares: nobody from the reserve is asked
+            assert c.server.more_unmask_requests() == {}
+        assert_sum(c.server.aggregate(), xs, cohort)  # round 0: aggregate closes the unmask stage itself
+
+
 def test_too_few_survivors_at_masked_input_aborts():
     c = InProcessCohort(5, seed=3)
     cohort = c.setup()
@@ -303,6 +319,8 @@ def test_malformed_masked_inputs_are_discarded():
     assert not c.server.receive({**replies[3], M.MASKED: replies[3][M.MASKED].astype(np.float64)})
     assert not c.server.receive({k: v for k, v in replies[3].items() if k != M.B_SHARE_CT})
     assert not c.server.receive({k: v for k, v in replies[3].items() if k != M.B_SHARE_HASH})
+    assert not c.server.receive({**replies[3], M.S_SHARE_HASH: list(replies[3][M.S_SHARE_HASH])[:-1]})  # one short
+    assert not c.server.receive({**replies[3], M.B_SHARE_HASH: list(replies[3][M.B_SHARE_HASH])[:-1]})
     assert c.server.receive(replies[3])
     assert_sum(c.unmask(), xs, [m for m in cohort if m != 2])
 
