@@ -265,6 +265,10 @@ def test_params_validation():
         SecAggParams(colluder_fraction=0.5).plan(10)
     with pytest.raises(FedrecError, match="dropout bound"):
         SecAggParams(dropout_bound=0.6).plan(10)
+    with pytest.raises(FedrecError, match="at least one client"):
+        SecAggParams().plan(0)
+    one = SecAggParams().plan(1)  # the smallest cohort has a plan (its clients' minimum cohort refuses it)
+    assert (one.committee_size, one.threshold, one.colluders, one.max_dropouts) == (1, 1, 0, 0)
     strong, weak = SecAggParams(), SecAggParams(colluder_fraction=0.1)
     assert "colluder fraction" in weak.at_least_as_strong_as(strong)
     assert strong.at_least_as_strong_as(strong) == ""

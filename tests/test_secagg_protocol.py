@@ -5,7 +5,7 @@ import logging
 import numpy as np
 import pytest
 
-from fedrec.shared.secagg import fixedpoint, graph
+from fedrec.shared.secagg import fixedpoint, graph, shamir
 from fedrec.shared.secagg import messages as M
 from fedrec.shared.secagg.client import SecAggClient
 from fedrec.shared.secagg.errors import SecAggAbort, SecAggRangeError, SecAggRefusal
@@ -106,6 +106,14 @@ def test_setup_completes_with_exactly_t_clients_all_on_the_committee():
     c = InProcessCohort(10, seed=3)
     drop = [u for u in members if u not in com] + com[: len(com) - t]
     assert c.setup(drop_share_keys=drop) == sorted(com[len(com) - t:])
+
+
+def test_no_round_before_setup_and_no_index_outside_the_field():
+    server = InProcessCohort(3, seed=1).server
+    with pytest.raises(SecAggAbort, match="needs a new setup before round 0"):
+        server.masked_input_requests(0)
+    with pytest.raises(ValueError, match="client indices"):
+        server.advertise_requests([1, 2, shamir.PRIME])  # x = p is x = 0: it would reveal the secret
 
 
 def test_unmasking_asks_t_plus_spare_members_and_no_more_when_all_answer():
@@ -319,8 +327,13 @@ def test_malformed_masked_inputs_are_discarded():
     assert not c.server.receive({**replies[3], M.MASKED: replies[3][M.MASKED].astype(np.float64)})
     assert not c.server.receive({k: v for k, v in replies[3].items() if k != M.B_SHARE_CT})
     assert not c.server.receive({k: v for k, v in replies[3].items() if k != M.B_SHARE_HASH})
-    assert not c.server.receive({**replies[3], M.S_SHARE_HASH: list(replies[3][M.S_SHARE_HASH])[:-1]})  # one short
-    assert not c.server.receive({**replies[3], M.B_SHARE_HASH: list(replies[3][M.B_SHARE_HASH])[:-1]})
+    # Each field checked on its own: one list one short, one key a byte short, another committee, an old key.
+    for key in (M.S_SHARE_HASH, M.B_SHARE_HASH, M.S_SHARE_CT, M.B_SHARE_CT):
+        assert not c.server.receive({**replies[3], key: list(replies[3][key])[:-1]}), key
+    for key in (M.NEXT_S_PK, M.B_COMMIT):
+        assert not c.server.receive({**replies[3], key: bytes(replies[3][key])[:-1]}), key
+    assert not c.server.receive({**replies[3], M.SHARE_TO: list(reversed(replies[3][M.SHARE_TO]))})
+    assert not c.server.receive({**replies[3], M.S_GEN: replies[3][M.S_GEN] + 1})
     assert c.server.receive(replies[3])
     assert_sum(c.unmask(), xs, [m for m in cohort if m != 2])
 
