@@ -207,6 +207,13 @@ def test_graph_symmetric_deterministic_and_of_the_requested_density(n, p):
     assert abs(edges - p * pairs) < 5 * np.sqrt(pairs * p * (1 - p))  # a binomial count, within 5 sd
 
 
+def test_a_cohort_hashed_in_several_blocks_gives_every_client_its_own_row():
+    members = list(range(1, 2101))  # more than 2000: the server hashes the pairs a block of rows at a time
+    g = graph.adjacency(members, 0.01, seed=5)
+    for u in (1, 1000, 1905, 2100):
+        assert g[u] == graph.neighbours_of(u, members, 0.01, seed=5)
+
+
 def test_complete_graph_when_p_is_one():
     assert graph.adjacency([2, 5, 9], 1.0, seed=1) == {2: [5, 9], 5: [2, 9], 9: [2, 5]}
 

@@ -114,6 +114,11 @@ def test_no_round_before_setup_and_no_index_outside_the_field():
         server.masked_input_requests(0)
     with pytest.raises(ValueError, match="client indices"):
         server.advertise_requests([1, 2, shamir.PRIME])  # x = p is x = 0: it would reveal the secret
+    c = InProcessCohort(4, seed=1)
+    c.round(0, inputs(c.setup()))
+    c.server.advertise_requests([1, 2, 3, 4])  # a new setup begins: no round until it is finished
+    with pytest.raises(SecAggAbort, match="needs a new setup before round 1"):
+        c.server.masked_input_requests(1)
 
 
 def test_unmasking_asks_t_plus_spare_members_and_no_more_when_all_answer():
