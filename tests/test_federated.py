@@ -352,6 +352,8 @@ def test_each_round_is_reported_once_when_complete_and_the_result_describes_the_
     result = run_federation(FakeGrid(config, 4), config, n_items=150, on_round=lambda entry: reported.append(dict(entry)))
     assert [entry["round"] for entry in reported] == [1, 2, 3, 4, 5]
     assert ["rmse" in entry for entry in reported] == [False, True, False, True, True]  # reported after its evaluation
+    # Rounds 2 and 4 are evaluated with the next round's training (every client sampled): all answered.
+    assert not any("eval_partial" in entry for entry in reported)
     assert reported == result["history"]
     assert result["rounds"] == 5 and result["num_clients"] == 4 and 0 < result["wall_seconds"] < 120
     assert 0 < sum(entry["seconds"] for entry in reported) < result["wall_seconds"]
