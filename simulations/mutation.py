@@ -136,8 +136,9 @@ def not_run(workdir: Path, count: int, seed: int) -> list[str]:
 
 
 def estimate(workdir: Path) -> str:
-    """The whole area's kill score: the mutants run in mutmut's order counted exactly, the rest estimated from
-    the random sample of them (sample.json), with a 95% Wilson interval."""
+    """The whole area's kill score: the mutants run outside the sample (an interrupted run, the files named by
+    --only, an earlier sample) counted exactly, the rest estimated from the random sample of them (sample.json),
+    with a 95% Wilson interval."""
     path = workdir / "sample.json"
     if not path.exists():
         return ""
@@ -157,7 +158,7 @@ def estimate(workdir: Path) -> str:
     def score(r: float) -> float:
         return 100 * (killed_exact + r * pool) / (len(exact) + pool)
 
-    return (f"{len(exact)} mutants run in mutmut's order ({killed_exact} killed); {k} of a random {n} of the other "
+    return (f"{len(exact)} mutants run outside the sample ({killed_exact} killed); {k} of a random {n} of the other "
             f"{pool} killed: estimated score {score(rate):.1f}% (95% interval {score(centre - half):.1f}% to "
             f"{score(centre + half):.1f}%)")
 

@@ -316,12 +316,44 @@ def test_waiting_for_clients_returns_once_enough_joined_or_fails_naming_the_coun
         wait_for_nodes(Joining(), 4, timeout=0.6)
 
 
+def test_a_simulation_with_fewer_nodes_starts_once_their_number_stops_changing(monkeypatch):
+    """On a clock that moves only when the server sleeps: nodes 2, then 4 at 0.5 s, then 6 at 1.2 s; the
+    server starts a settle period (1 s) after the last change, with all three."""
+    from flwr.superlink.grid.inmemory_grid import InMemoryGrid
+
+    from fedrec.server import federation
+
+    class Clock:
+        now = 0.0
+
+        def monotonic(self):
+            return self.now
+
+        def sleep(self, seconds):
+            self.now += seconds
+
+    clock = Clock()
+
+    class Simulated(InMemoryGrid):
+        def __init__(self):  # no SuperLink behind it: only the node list is asked for
+            pass
+
+        def get_node_ids(self):
+            return [2] if clock.now < 0.5 else [2, 4] if clock.now < 1.2 else [2, 4, 6]
+
+    monkeypatch.setattr(federation, "time", clock)
+    assert federation.wait_for_nodes(Simulated(), 5, timeout=60) == [2, 4, 6]
+    assert 2.2 <= clock.now < 2.5
+
+
 def test_each_round_is_reported_once_when_complete_and_the_result_describes_the_run():
     config = small_config(**{"federated.eval_every": 2, "federated.rounds": 5})
     reported: list[dict] = []
     result = run_federation(FakeGrid(config, 4), config, n_items=150, on_round=lambda entry: reported.append(dict(entry)))
     assert [entry["round"] for entry in reported] == [1, 2, 3, 4, 5]
     assert ["rmse" in entry for entry in reported] == [False, True, False, True, True]  # reported after its evaluation
+    # Rounds 2 and 4 are evaluated with the next round's training (every client sampled): all answered.
+    assert not any("eval_partial" in entry for entry in reported)
     assert reported == result["history"]
     assert result["rounds"] == 5 and result["num_clients"] == 4 and 0 < result["wall_seconds"] < 120
     assert 0 < sum(entry["seconds"] for entry in reported) < result["wall_seconds"]

@@ -8,7 +8,7 @@ import pytest
 from conftest import make_ratings
 from fedrec.shared import metrics, mf
 from fedrec.shared.config import load_config
-from fedrec.shared.federated import ClientData, ClientTrainer, ServerModel, Stats, finalize_eval
+from fedrec.shared.federated import ClientData, ClientTrainer, ServerModel, Stats, finalize_dp_eval, finalize_eval
 from fedrec.shared.optim import Optimizer
 
 
@@ -39,6 +39,7 @@ def test_a_partition_holds_exactly_its_users_ratings_renumbered():
     assert (data.train.rating_min, data.train.rating_max) == (1.0, 5.0) == (data.test.rating_min, data.test.rating_max)
     first = ClientData.from_partition(train, test, np.array([0]))  # user 0, local id 0: not confused with "none"
     assert first.train.values.tolist() == [5, 4, 1] and first.test.items.tolist() == [3]
+    assert data.train.users.dtype == data.test.users.dtype == np.int64  # indices (bincount refuses floats)
 
 
 def test_stats_vector_has_the_catalogue_layout_even_without_the_last_items():
@@ -48,6 +49,9 @@ def test_stats_vector_has_the_catalogue_layout_even_without_the_last_items():
     assert stats.dtype == np.float64
     # [sum of training ratings, training ratings, test ratings, users with a test rating >= 4, item counts]
     np.testing.assert_array_equal(stats, [3 + 5 + 2 + 4, 4, 2, 2, 1, 1, 1, 1, 0])
+    # A held-out rating equal to the relevance threshold (4) is relevant, as in the ranking sums.
+    at_threshold = ClientTrainer(ClientData.from_partition(train, test, np.array([0, 3])), config(), 0).stats()
+    assert at_threshold[3] == 1  # user 0's 4 counts, user 3's 1 does not
 
 
 def test_mean_known_items_and_denominators_from_the_summed_stats():
@@ -56,6 +60,20 @@ def test_mean_known_items_and_denominators_from_the_summed_stats():
     assert (stats.test_n, stats.ranked_users) == (7.0, 2.0) and stats.item_counts.tolist() == [0.0, 1.0, 2.0]
     empty = Stats.from_total(np.zeros(6))  # no ratings at all: a defined mean, nothing known
     assert empty.mu == 0.0 and not empty.known.any()
+
+
+def test_dp_statistics_give_the_mean_of_user_means_and_release_no_counts():
+    """Per user with training ratings [mean rating, 1] (users 0-4 of the table; user 5 has only held-out
+    ratings, user 4 a single rating); the server divides the two sums."""
+    train, test = ratings_table()
+    vector = ClientTrainer(ClientData.from_partition(train, test, np.arange(6)), config(), 0).stats(dp_clip=100.0)
+    np.testing.assert_allclose(vector, [10 / 3 + 4 + 3 + 4 + 2, 5], rtol=1e-12)
+    clipped = ClientTrainer(ClientData.from_partition(train, test, np.array([4])), config(), 0).stats(dp_clip=1.0)
+    np.testing.assert_allclose(clipped, np.array([2.0, 1.0]) / np.sqrt(5.0), rtol=1e-12)  # [2, 1] scaled to norm 1
+    stats = Stats.from_dp_total(np.array([16.5, 5.0]), 4)
+    assert stats.mu == 3.3 and stats.item_counts.tolist() == [1.0] * 4 and stats.known.all()
+    assert (stats.test_n, stats.ranked_users) == (0.0, 0.0)  # not released under DP
+    assert Stats.from_dp_total(np.array([0.6, 0.4]), 1).mu == 0.6  # a noised count below one divides as one
 
 
 def manual_user_steps(trainer_data, item, cfg, steps):
@@ -173,6 +191,10 @@ def test_evaluation_vector_matches_the_metrics_of_the_clients_model():
     covered = with_coverage.evaluate(item, known)
     assert len(covered) == 5 + 5
     assert finalize_eval(covered, 2, stats) == pytest.approx(metrics.finalize(errors, ranking, recommended, 2), rel=1e-9)
+    # Half the clients in this sum: every denominator is half the run's.
+    halved = finalize_eval(vector, 2, stats, share=0.5)
+    assert halved["rmse"] == pytest.approx(np.sqrt(errors["sse"] / (errors["n"] / 2)), rel=1e-9)
+    assert halved["ndcg@2"] == pytest.approx(ranking["ndcg"] / (ranking["users"] / 2), rel=1e-9)
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam", "adagrad"])
@@ -209,3 +231,30 @@ def test_server_lr_schedule_scales_each_round_step(schedule):
         server.apply(np.array([0.0, 1.0]), Stats(3.0, np.ones(1), 0.0, 0.0))
         moves.append(float(before[0] - server.item.bi[0]))
     np.testing.assert_allclose(moves, expected, rtol=1e-5)
+
+
+def test_dp_evaluation_vector_is_the_error_sums_and_the_count():
+    """Per user [squared error, absolute error, held-out ratings], clipped and summed; with a loose clip, the
+    error sums of the client's predictions (users 5's ratings included)."""
+    train, test = ratings_table()
+    data = ClientData.from_partition(train, test, np.arange(6))
+    trainer = ClientTrainer(data, config(), 7)
+    item = mf.ItemSide(np.random.default_rng(3).normal(0, 1, (5, 3)).astype(np.float32),
+                       np.array([1.5, -2.0, 0.5, 1.0, 0.0], np.float32), 3.5)
+    known = np.array([True, True, True, True, False])
+    vector = trainer.evaluate(item, known, dp_clip=1e3)
+    predictions = mf.predict(trainer.user, item, test.users, test.items, trainer.ratings.user_counts > 0, known, 1.0, 5.0)
+    errors = metrics.error_sums(predictions, test.values)
+    np.testing.assert_allclose(vector, [errors["sse"], errors["sae"], 7.0], rtol=1e-9)
+    assert errors["sse"] != errors["sae"]  # the two sums are told apart
+    # The last user without a held-out rating: the per-user sums keep every user's row.
+    trainer.data = ClientData(data.train, data.test.subset(data.test.users != 5))
+    kept = test.users != 5
+    fewer = metrics.error_sums(predictions[kept], test.values[kept])
+    np.testing.assert_allclose(trainer.evaluate(item, known, dp_clip=1e3), [fewer["sse"], fewer["sae"], 5.0], rtol=1e-9)
+
+
+def test_dp_metrics_divide_by_the_noised_count_and_never_go_negative():
+    assert finalize_dp_eval(np.array([8.0, 4.0, 2.0])) == {"rmse": 2.0, "mae": 2.0}
+    assert finalize_dp_eval(np.array([2.0, 1.5, 0.3])) == {"rmse": np.sqrt(2.0), "mae": 1.5}  # count below one: one
+    assert finalize_dp_eval(np.array([-3.0, -1.0, 4.0])) == {"rmse": 0.0, "mae": 0.0}  # noise pushed a sum below zero

@@ -27,10 +27,30 @@ def test_split_accepts_exactly_the_x_coordinates_and_thresholds_in_range():
     for wrong in (secret[:31], secret + b"x"):
         with pytest.raises(ValueError, match="32 bytes"):
             shamir.split(wrong, [1, 2, 3], 2)
+    # Above 2^16 coefficients a dot product could pass 2^63 (refused before anything is computed).
+    with pytest.raises(ValueError, match="threshold"):
+        shamir.split(secret, list(range(1, 2**16 + 2)), 2**16 + 1)
     degree_0 = shamir.split(secret, [1, 2, 3], 1)  # the secret's own chunks, at every x
     assert len(set(degree_0)) == 1 and shamir.combine([(7, degree_0[0])], 1) == secret
     ys = shamir.split(secret, [1, 2, 3], 3)
     assert shamir.combine(list(zip([1, 2, 3], ys)), 3) == secret
+
+
+def test_a_random_coefficient_equal_to_the_prime_is_drawn_again(monkeypatch):
+    """31 random bits give PRIME itself with chance 2^-31, so a fake CSPRNG forces the redraw: only the
+    values that were PRIME are replaced, with fresh masked draws."""
+    first = np.array([0xFFFFFFFF, 5, 0x7FFFFFFF, 0x80000007, P - 1, 0xFFFFFFFF], dtype=np.uint32)
+    second = np.array([1, 0x80000002, 3], dtype=np.uint32)
+    draws = iter([first.tobytes(), second.tobytes()])
+
+    def fake_token_bytes(n):
+        raw = next(draws)  # a third draw (or an endless loop) fails the test
+        assert n == len(raw)
+        return raw
+
+    monkeypatch.setattr(shamir.secrets, "token_bytes", fake_token_bytes)
+    out = shamir._field_uniform((2, 3))
+    assert out.dtype == np.uint64 and out.tolist() == [[1, 5, 2], [7, P - 1, 3]]
 
 
 def test_the_extreme_secrets_round_trip():
@@ -58,6 +78,16 @@ def test_a_wrong_share_gives_an_abort_not_a_wrong_secret():
     # Every interpolated chunk is then a uniform field element: all nine fit in 30 bits with chance 2^-9.
     with pytest.raises(SecAggAbort, match="inconsistent"):
         shamir.combine(list(zip(xs, ys)), 3)
+
+
+def test_chunks_beyond_32_bytes_are_inconsistent_shares():
+    """Nine 30-bit chunks hold 270 bits and a secret 256: a top chunk of 2^16 or more comes from no secret."""
+    values = np.zeros(shamir.CHUNKS, dtype=">u4")
+    values[-1] = (1 << 16) - 1  # one point of a degree-0 sharing is the secret's chunks themselves
+    assert shamir.combine([(1, values.tobytes())], 1) == b"\xff\xff" + bytes(30)
+    values[-1] = 1 << 16
+    with pytest.raises(SecAggAbort, match="inconsistent: the reconstructed secret is too long"):
+        shamir.combine([(1, values.tobytes())], 1)
 
 
 def test_lagrange_coefficients_interpolate_any_polynomial_of_lower_degree():

@@ -25,3 +25,14 @@ def test_the_decoded_noise_has_the_planned_variance_in_units_of_the_clip(clip):
     expected = 10 * 2 * share.client_mu / 4.0**plan.frac_bits
     assert abs(noise.mean()) < 5 * np.sqrt(expected / D)
     assert noise.var() == pytest.approx(expected, rel=0.05)
+
+
+def test_a_client_sum_of_several_clips_is_accepted_with_noise():
+    """A client's vector is in units of the clip, and with many users it exceeds one clip: the range check is
+    the plan's bound, not one clip."""
+    c = InProcessCohort(10, seed=8)
+    cohort = c.setup()
+    for i, req in c.server.masked_input_requests(0).items():
+        c.server.receive(c.call(i, lambda client, req=req: client.masked_input(req, np.full(500, 6.0), noise=(0.5, 2.0))))
+    total = c.unmask()  # ten clients of 6 / 2 = 3 clips each
+    assert abs(total.mean() - 30.0) < 0.1

@@ -2,6 +2,7 @@
 
 import itertools
 import secrets
+import threading
 
 import numpy as np
 import pytest
@@ -70,7 +71,7 @@ def test_prg_deterministic_and_seed_dependent():
     np.testing.assert_array_equal(a, prg.expand(s1, 1000))
     np.testing.assert_array_equal(a[:10], prg.expand(s1, 10))
     assert (a != prg.expand(s2, 1000)).mean() > 0.99
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="seed must be 32 bytes, got 5"):
         prg.expand(b"short", 4)
 
 
@@ -88,6 +89,28 @@ def test_prg_apply_adds_and_subtracts_the_stream_in_place_and_expand_results_do_
     np.testing.assert_array_equal(y, np.arange(1000, dtype=np.uint64))
     with pytest.raises(ValueError, match="sign"):
         prg.apply(y, s1, 0)
+
+
+def test_prg_scratch_buffers_are_per_thread_and_grow_for_longer_masks():
+    """A new thread starts without a buffer: a short mask, then a longer one, must both be the stream."""
+    seed = bytes(range(32))
+    want = prg.expand(seed, 3000)
+    got = {}
+
+    def work():
+        got["short"] = prg.expand(seed, 10)
+        got["long"] = prg.expand(seed, 3000)
+        y = np.zeros(5000, dtype=np.uint64)
+        prg.apply(y, seed, +1)
+        got["apply"] = y
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+    np.testing.assert_array_equal(got["short"], want[:10])  # a KeyError here: the thread raised
+    np.testing.assert_array_equal(got["long"], want)
+    np.testing.assert_array_equal(got["apply"][:3000], want)
+    np.testing.assert_array_equal(got["apply"], prg.expand(seed, 5000))
 
 
 def test_agree_is_symmetric_and_info_bound():
@@ -184,6 +207,13 @@ def test_graph_symmetric_deterministic_and_of_the_requested_density(n, p):
     assert abs(edges - p * pairs) < 5 * np.sqrt(pairs * p * (1 - p))  # a binomial count, within 5 sd
 
 
+def test_a_cohort_hashed_in_several_blocks_gives_every_client_its_own_row():
+    members = list(range(1, 2101))  # more than 2000: the server hashes the pairs a block of rows at a time
+    g = graph.adjacency(members, 0.01, seed=5)
+    for u in (1, 1000, 1905, 2100):
+        assert g[u] == graph.neighbours_of(u, members, 0.01, seed=5)
+
+
 def test_complete_graph_when_p_is_one():
     assert graph.adjacency([2, 5, 9], 1.0, seed=1) == {2: [5, 9], 5: [2, 9], 9: [2, 5]}
 
@@ -242,6 +272,10 @@ def test_params_validation():
         SecAggParams(colluder_fraction=0.5).plan(10)
     with pytest.raises(FedrecError, match="dropout bound"):
         SecAggParams(dropout_bound=0.6).plan(10)
+    with pytest.raises(FedrecError, match="at least one client"):
+        SecAggParams().plan(0)
+    one = SecAggParams().plan(1)  # the smallest cohort has a plan (its clients' minimum cohort refuses it)
+    assert (one.committee_size, one.threshold, one.colluders, one.max_dropouts) == (1, 1, 0, 0)
     strong, weak = SecAggParams(), SecAggParams(colluder_fraction=0.1)
     assert "colluder fraction" in weak.at_least_as_strong_as(strong)
     assert strong.at_least_as_strong_as(strong) == ""

@@ -5,7 +5,7 @@ import logging
 import numpy as np
 import pytest
 
-from fedrec.shared.secagg import fixedpoint, graph
+from fedrec.shared.secagg import fixedpoint, graph, shamir
 from fedrec.shared.secagg import messages as M
 from fedrec.shared.secagg.client import SecAggClient
 from fedrec.shared.secagg.errors import SecAggAbort, SecAggRangeError, SecAggRefusal
@@ -99,6 +99,44 @@ def test_too_few_committee_members_at_setup_aborts():
         c.setup(drop_share_keys=com[: len(com) - t + 1])
 
 
+def test_setup_completes_with_exactly_t_clients_all_on_the_committee():
+    members = list(range(1, 11))
+    com = committee_of(members, 3)
+    t = SecAggParams().plan(10).threshold
+    c = InProcessCohort(10, seed=3)
+    drop = [u for u in members if u not in com] + com[: len(com) - t]
+    assert c.setup(drop_share_keys=drop) == sorted(com[len(com) - t:])
+
+
+def test_no_round_before_setup_and_no_index_outside_the_field():
+    server = InProcessCohort(3, seed=1).server
+    with pytest.raises(SecAggAbort, match="needs a new setup before round 0"):
+        server.masked_input_requests(0)
+    with pytest.raises(ValueError, match="client indices"):
+        server.advertise_requests([1, 2, shamir.PRIME])  # x = p is x = 0: it would reveal the secret
+    c = InProcessCohort(4, seed=1)
+    c.round(0, inputs(c.setup()))
+    c.server.advertise_requests([1, 2, 3, 4])  # a new setup begins: no round until it is finished
+    with pytest.raises(SecAggAbort, match="needs a new setup before round 1"):
+        c.server.masked_input_requests(1)
+
+
+def test_unmasking_asks_t_plus_spare_members_and_no_more_when_all_answer():
+    c = InProcessCohort(10, seed=3)  # a committee of 7, threshold 4: two spares, one in reserve
+    cohort = c.setup()
+    for r in range(2):
+        xs = inputs(cohort, seed=r)
+        c.masked_input(r, xs)
+        reqs = c.server.unmask_requests()
+        assert len(reqs) == c.server.plan.threshold + 2 < len(c.server.committee)
+        answering = list(reqs)[: len(reqs) - r]  # in round 1 one spare does not answer
+        for j in answering:
+            c.server.receive(c.call(j, lambda cl, req=reqs[j]: cl.unmask(req)))
+        if r == 1:  # every secret still has t shares: nobody from the reserve is asked
+            assert c.server.more_unmask_requests() == {}
+        assert_sum(c.server.aggregate(), xs, cohort)  # round 0: aggregate closes the unmask stage itself
+
+
 def test_too_few_survivors_at_masked_input_aborts():
     c = InProcessCohort(5, seed=3)
     cohort = c.setup()
@@ -131,10 +169,11 @@ def test_unknown_duplicate_and_wrong_stage_replies_ignored():
     c = InProcessCohort(4, seed=1)
     reqs = c.server.advertise_requests([1, 2, 3])
     r1 = c.call(1, lambda cl: cl.advertise(reqs[1]))
-    assert c.server.receive(r1) and not c.server.receive(r1)  # duplicate
     assert not c.server.receive({**r1, M.INDEX: 4})  # not a candidate
+    # Before r1 itself is received, so that neither is ignored only as a duplicate.
     assert not c.server.receive({**r1, M.STAGE: M.UNMASK})
     assert not c.server.receive({**r1, M.COHORT_ID: 9})
+    assert c.server.receive(r1) and not c.server.receive(r1)  # duplicate
 
 
 def test_tampered_share_is_rejected_named_and_the_rest_used(caplog):
@@ -293,6 +332,13 @@ def test_malformed_masked_inputs_are_discarded():
     assert not c.server.receive({**replies[3], M.MASKED: replies[3][M.MASKED].astype(np.float64)})
     assert not c.server.receive({k: v for k, v in replies[3].items() if k != M.B_SHARE_CT})
     assert not c.server.receive({k: v for k, v in replies[3].items() if k != M.B_SHARE_HASH})
+    # Each field checked on its own: one list one short, one key a byte short, another committee, an old key.
+    for key in (M.S_SHARE_HASH, M.B_SHARE_HASH, M.S_SHARE_CT, M.B_SHARE_CT):
+        assert not c.server.receive({**replies[3], key: list(replies[3][key])[:-1]}), key
+    for key in (M.NEXT_S_PK, M.B_COMMIT):
+        assert not c.server.receive({**replies[3], key: bytes(replies[3][key])[:-1]}), key
+    assert not c.server.receive({**replies[3], M.SHARE_TO: list(reversed(replies[3][M.SHARE_TO]))})
+    assert not c.server.receive({**replies[3], M.S_GEN: replies[3][M.S_GEN] + 1})
     assert c.server.receive(replies[3])
     assert_sum(c.unmask(), xs, [m for m in cohort if m != 2])
 

@@ -33,3 +33,17 @@ def test_only_arrays_go_to_the_array_record_and_none_when_there_are_none():
 def test_a_message_without_a_payload_is_a_key_error():
     with pytest.raises(KeyError):
         records.read_payload(RecordDict())
+
+
+def test_entries_after_an_array_are_kept():
+    payload = {"y": np.arange(3, dtype=np.uint64), "round": 2, "ids": [5, 6]}
+    assert records.flat_values(payload) == {"round": 2, "ids|int64": np.array([5, 6], ">i8").tobytes()}
+    back = records.read_payload(RecordDict(records.payload_records(payload)))
+    assert back["round"] == 2 and back["ids"] == [5, 6] and back["y"].tolist() == [0, 1, 2]
+
+
+@pytest.mark.parametrize("values", [{"x|bytes0": b""}, {"x|bytes": b"ab"}, {"x|float": b"ab"}, {"x|int64": b"abc"},
+                                    {"x|bytes2": b"abc"}, {"x|int64": [1, 2]}])
+def test_a_malformed_packed_list_is_a_value_error_naming_it(values):
+    with pytest.raises(ValueError, match="'x'"):
+        records.untag(values)

@@ -206,3 +206,39 @@ def test_every_round_uses_fresh_mask_keys():
     for u in cohort:
         assert len(set(seen_pk[u])) == 4  # generation 0 and one new key per round
     assert len(set(seen_commit)) == len(seen_commit)  # a new self-mask seed every round
+
+
+def test_a_member_lists_a_bad_or_unknown_share_and_still_opens_the_others():
+    c = InProcessCohort(10, seed=7)
+    cohort = c.setup()
+    c.masked_input(0, inputs(cohort))
+    j, req = next(iter(c.server.unmask_requests().items()))
+    first, second = req[M.B_FROM][:2]
+    sealed = [bytes(ct) for ct in req[M.B_CT]]
+    sealed[0] = sealed[0][:-1] + bytes([sealed[0][-1] ^ 1])  # fails authentication
+
+    def without_second_key(client):
+        del client.seal_keys[second]  # a member that holds no key of that client
+        return client.unmask({**req, M.B_CT: sealed})
+
+    reply = c.call(j, without_second_key)
+    assert reply[M.REJECTED_B] == [first, second] and reply[M.B_FROM] == list(req[M.B_FROM][2:])
+
+
+def test_an_older_b_share_opened_again_does_not_lower_the_never_both_record():
+    """After a replayed round-0 request the member still knows it opened u's round-1 b share, and refuses
+    u's s key of generation 1."""
+    c = InProcessCohort(10, seed=7)
+    cohort = c.setup()
+    c.masked_input(0, inputs(cohort))
+    round_0 = c.server.unmask_requests()
+    c.unmask(requests=round_0)
+    c.masked_input(1, inputs(cohort, seed=1))
+    c.unmask()
+    j, req = next(iter(round_0.items()))
+    c.call(j, lambda cl: cl.unmask(req))
+    u = req[M.B_FROM][0]
+    evil = {**req, M.ROUND: 1, M.SURVIVORS: [v for v in req[M.SURVIVORS] if v != u], M.DROPPED: [u],
+            M.B_FROM: [], M.B_GEN: [], M.B_CT: [], M.S_FROM: [u], M.S_GEN_OF: [1], M.S_CT: [bytes(48)]}
+    with pytest.raises(SecAggRefusal, match="b share was revealed"):
+        c.call(j, lambda cl: cl.unmask(evil))

@@ -35,3 +35,32 @@ def test_a_client_refuses_share_keys_without_every_key_it_needs():
     req = {**req, M.PEER_IDS: [req[M.PEER_IDS][k] for k in keep], M.PEER_C_PK: [req[M.PEER_C_PK][k] for k in keep]}
     with pytest.raises(SecAggRefusal, match=rf"client {member}: c keys missing for \[{missing}\]"):
         c.call(member, lambda client: client.share_keys(req))
+
+
+def test_a_request_without_a_cohort_id_is_refused():
+    c = InProcessCohort(5, seed=3)
+    reqs = c.server.advertise_requests(sorted(c.states))
+    req = {k: v for k, v in reqs[1].items() if k != M.COHORT_ID}
+    with pytest.raises(SecAggRefusal, match="unexpected 'share_keys' request for cohort None"):
+        c.call(1, lambda client: client.share_keys({**req, M.STAGE: M.SHARE_KEYS}))
+
+
+def test_a_client_refuses_share_keys_that_leave_it_out():
+    c = InProcessCohort(5, seed=3)
+    for i, req in c.server.advertise_requests(sorted(c.states)).items():
+        c.server.receive(c.call(i, lambda client, req=req: client.advertise(req)))
+    req = c.server.share_keys_requests()[2]
+    with pytest.raises(SecAggRefusal, match="client 2: not in the member list"):
+        c.call(2, lambda client: client.share_keys({**req, M.MEMBERS: [v for v in req[M.MEMBERS] if v != 2]}))
+
+
+def test_a_client_refuses_a_masked_input_when_fewer_than_t_committee_members_are_left():
+    c = InProcessCohort(10, seed=3)  # a committee of 7, threshold 4
+    c.setup()
+    committee, t = c.server.committee, c.server.plan.threshold
+    left_out = committee[: len(committee) - t + 1]  # t - 1 committee members remain
+    i = next(u for u in c.server.cohort if u not in left_out)
+    req = c.server.masked_input_requests(0)[i]
+    req = {**req, M.MEMBERS: [v for v in req[M.MEMBERS] if v not in left_out]}
+    with pytest.raises(SecAggRefusal, match=f"fewer than {t} committee members are left in the cohort"):
+        c.call(i, lambda client: client.masked_input(req, np.zeros(4)))
