@@ -231,6 +231,36 @@ def test_model_is_float32_and_initial_biases_are_zero() -> None:
     assert all(g.dtype == np.float32 for g in (*user_grads.values(), *item_grads.values()))
 
 
+def test_rating_data_of_int32_ids_and_float32_ratings_equals_the_64_bit_one() -> None:
+    """The (user, item) sort key and r - mu are computed in 64 bits whatever the callers' dtypes: int32 ids whose
+    key user * n_items passes 2^31 still sort by user, and float32 ratings give the residuals of float64 ones."""
+    n_users = n_items = 50_000  # 49_999 * 50_000 > 2^31
+    rng = np.random.default_rng(4)
+    users = np.array([49_999, 1, 0, 49_999, 1, 7, 0, 30_000])
+    items = np.array([0, 5, 2, 49_998, 3, 40_000, 1, 9])
+    values = rng.integers(2, 11, len(users)) / 2.0  # exact in float32
+    wide = mf.RatingData(users, items, values, n_users, n_items)
+    narrow = mf.RatingData(users.astype(np.int32), items.astype(np.int32), values.astype(np.float32), n_users, n_items)
+    np.testing.assert_array_equal(wide.users, np.sort(users))
+    for name in ("users", "items", "values"):
+        np.testing.assert_array_equal(getattr(narrow, name), getattr(wide, name))
+    assert narrow.values.dtype == np.float64
+    user = mf.init_user_side(n_users, 2, 0.3, rng)
+    item = mf.init_item_side(n_items, 2, 0.3, 3.5298712, rng)
+    user.bu[:] = rng.normal(0, 0.3, n_users)
+    item.bi[:] = rng.normal(0, 0.3, n_items)
+    np.testing.assert_array_equal(mf.residuals(narrow, user, item), mf.residuals(wide, user, item))
+
+
+def test_centred_ratings_are_kept_while_the_mean_is_the_same() -> None:
+    """r - mu is computed once per mean, not at every epoch's residuals."""
+    data, _, _ = tiny_problem(np.float32)
+    first = data.centred(3.2)
+    assert data.centred(3.2) is first
+    np.testing.assert_array_equal(first, data.values - 3.2)
+    np.testing.assert_array_equal(data.centred(3.0), data.values - 3.0)
+
+
 def test_ranking_scores_are_factor_products_plus_item_bias() -> None:
     _, user, item = tiny_problem(np.float64)
     users = np.array([4, 0])
