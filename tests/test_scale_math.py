@@ -76,6 +76,33 @@ def test_residuals_in_blocks_equal_one_pass(monkeypatch: pytest.MonkeyPatch) -> 
     np.testing.assert_allclose(ep, by_item, rtol=1e-5, atol=1e-6)
 
 
+class _SliceLog(np.ndarray):
+    """An index array that records the length of every slice taken of it."""
+
+    lengths: list[int] = []
+
+    def __getitem__(self, key):
+        if isinstance(key, slice):
+            _SliceLog.lengths.append(len(range(*key.indices(len(self)))))
+        return np.asarray(super().__getitem__(key))
+
+
+def test_residual_blocks_cover_each_rating_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The blocks partition the ratings: overlapping blocks (from each rating, or up to the start or the end)
+    would give the same residuals at up to len(data) / block times the work (hours at 10M ratings)."""
+    rng = np.random.default_rng(2)
+    n_users, n_items = 20, 30
+    keys = np.sort(rng.choice(n_users * n_items, 300, replace=False))
+    data = mf.RatingData(keys // n_items, keys % n_items, rng.integers(1, 6, 300).astype(float), n_users, n_items)
+    user, item = mf.init_user_side(n_users, 3, 0.3, rng), mf.init_item_side(n_items, 3, 0.3, 3.0, rng)
+    expected = mf.residuals(data, user, item)
+    monkeypatch.setattr(mf, "RESIDUAL_CHUNK", 64)  # five blocks, the last one partial
+    data.users = data.users.view(_SliceLog)
+    _SliceLog.lengths = []
+    np.testing.assert_array_equal(mf.residuals(data, user, item), expected)
+    assert _SliceLog.lengths == [64, 64, 64, 64, 44]
+
+
 def test_synthetic_data_is_pinned() -> None:
     """The fast generator draws exactly what the original one drew (digest of a small dataset; the pin was computed with the generator before this change)."""
     import hashlib
