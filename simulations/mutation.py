@@ -32,7 +32,8 @@ FOLDERS = ("shared", "server", "client", "simulations")
 # Area name -> (mutmut mutant-name pattern, source files relative to the work folder, the test modules run).
 AREAS = {
     "mf": ("fedrec.shared.mf.*", "fedrec/shared/mf.py",
-           ["test_mf.py", "test_federated_math.py", "test_metrics.py", "test_recommend.py", "test_federated.py"]),
+           ["test_mf.py", "test_federated_math.py", "test_metrics.py", "test_recommend.py", "test_federated.py",
+            "test_scale_math.py"]),
     "federated": ("fedrec.shared.federated.*", "fedrec/shared/federated.py",
                   ["test_federated_math.py", "test_federated.py", "test_dp_federated.py", "test_resume.py",
                    "test_curious_server.py"]),
