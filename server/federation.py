@@ -75,10 +75,28 @@ class _Observed:
         return result
 
 
-def _server_model(n_items: int, config: FedrecConfig, mu: float):
+def item_features_for(config: FedrecConfig, n_items: int, catalogue: list[str] | None) -> np.ndarray | None:
+    """The fixed public item factors `model.item_features` names, in the run's item order: the catalogue's
+    (deployment), or in simulation the item list of the data being simulated (public: its size fixes the layout)."""
+    if config.model.item_features is None:
+        return None
+    from fedrec.shared.data.item_features import load_item_features
+    from fedrec.shared.data.load import load_train_test
+
+    ids = list(catalogue) if catalogue is not None else load_train_test(config)[0].item_ids
+    if len(ids) != n_items:
+        raise FedrecError(f"model.item_features: the item list has {len(ids)} items, the run {n_items}")
+    features = load_item_features(config.model.item_features, config.data.dataset, config.data.data_dir, ids)
+    if features.shape[1] != config.model.factors:
+        raise FedrecError(f"model.item_features = {config.model.item_features!r} has {features.shape[1]} columns: set "
+                          f"model.factors = {features.shape[1]} (--factors {features.shape[1]})")
+    return features
+
+
+def _server_model(n_items: int, config: FedrecConfig, mu: float, item_features: np.ndarray | None = None):
     if config.data.feedback == "implicit":
         return federated_implicit.ImplicitServerModel(n_items, config)
-    return federated.ServerModel(n_items, config, mu)
+    return federated.ServerModel(n_items, config, mu, item_features)
 
 
 def run_federation(
@@ -110,6 +128,7 @@ def run_federation(
     dp = plan_run(config, n_items, n_users) if config.dp.epsilon is not None else None
     implicit = config.data.feedback == "implicit"
     layout = federated_implicit if implicit else federated
+    item_features = item_features_for(config, n_items, catalogue)  # None unless model.item_features is set
     nodes = wait_for_nodes(grid, fed.num_clients)
     aggregator = aggregator or make_aggregator(grid, config)  # a stand-in sum: benchmarks only
     if on_sum is not None:  # an observer of every decoded sum (what the server holds), e.g. `fedrec audit`
@@ -148,7 +167,7 @@ def run_federation(
         stats, history, first_round = saved.stats, saved.history, saved.round + 1
         if dp is not None:  # the same accountant continues: count what was already released
             releases = dict(history[-1].get("releases", {})) if history else {}
-        server = _server_model(n_items, config, stats.mu)
+        server = _server_model(n_items, config, stats.mu, item_features)
         server.item.q[:], server.item.bi[:] = saved.q, saved.bi
         server.optimizer.load_state(saved.optimizer)
         log.info("resuming after round %d", saved.round)
@@ -168,13 +187,13 @@ def run_federation(
             stats = federated_implicit.stats_from_total(result.total)
         else:
             stats = federated.Stats.from_total(result.total)
-        server = _server_model(n_items, config, stats.mu)
+        server = _server_model(n_items, config, stats.mu, item_features)
         if warm_start is not None:
             server.item.q[:], server.item.bi[:] = warm_start["q"], warm_start["bi"]
             server.optimizer.load_state(warm_start["optimizer"])
     mu, known = stats.mu, stats.known.astype(np.uint8)
     train_length = (federated_implicit.train_length(n_items, config.model.factors, fed.update) if implicit
-                    else federated.train_length(n_items, config.model.factors))
+                    else federated.train_length(n_items, federated.released_factors(config)))
     eval_length = len(federated.DP_EVAL_SCALARS) if dp else layout.eval_length(n_items, config.eval.coverage)
     final: dict = {}
 

@@ -88,6 +88,14 @@ class ModelConfig(_Section):
     """L2 weight on b_u and b_i, applied once per rating."""
     seed: int = 0
     """Seed of the initial factors."""
+    item_features: str | None = None
+    """Fixed, public item factors instead of learned ones: `genres` (the genre flags of a built-in MovieLens
+    dataset) or a CSV file `item,f1,f2,...` with a header row; each item's row is scaled to unit length, and an
+    item without features gets a zero row (bias only). `factors` must equal the number of feature columns
+    (ml-100k has 19 genres, ml-1m 18, ml-latest-small 20). The server never updates these factors, so clients
+    send only the item-bias part of their update: under differential privacy all of a user's clip goes to the
+    biases, as in the biases-only model, while each user's factors (its taste for each feature) are learned on
+    its own client and never released. Federated explicit-feedback training only. None: learned factors."""
     alpha: PositiveFloat = 10.0
     """Implicit feedback: confidence of a positive, c = 1 + alpha (every other user-item pair has confidence 1)."""
 
@@ -281,6 +289,9 @@ class FedrecConfig(_Section):
         if self.data.feedback == "implicit" and self.federated.update == "delta":
             raise ValueError("implicit feedback trains with federated.update = \"gradient\" or \"als\" (users are "
                              "solved exactly on the client; the server steps or solves the items from the sums)")
+        if self.model.item_features is not None and self.data.feedback == "implicit":
+            raise ValueError("model.item_features is for explicit ratings (federated training); implicit feedback "
+                             "learns its item factors")
         if self.data.feedback != "implicit" and self.federated.update == "als":
             raise ValueError("federated.update = \"als\" is for implicit feedback (--feedback implicit): explicit "
                              "ratings train with \"gradient\" or \"delta\"")

@@ -44,6 +44,12 @@ def train_length(n_items: int, factors: int) -> int:
     return n_items * factors + n_items
 
 
+def released_factors(config: FedrecConfig) -> int:
+    """Item-factor columns a train vector carries: none when the item factors are fixed public features
+    (`model.item_features`: the server never updates them, so clients send only the item-bias part)."""
+    return 0 if config.model.item_features is not None else config.model.factors
+
+
 def eval_length(n_items: int, coverage: bool = False) -> int:
     return len(EVAL_SCALARS) + (n_items if coverage else 0)
 
@@ -141,6 +147,7 @@ class ClientTrainer:
         item gradient with each user's contribution clipped to that L2 norm, split between the factor and the
         bias part by `factor_share` when given)."""
         model, fed = self.config.model, self.config.federated
+        fixed = model.item_features is not None  # public item factors: only the item-bias part is sent
         if dp_clip is not None or fed.update == "gradient":
             for _ in range(fed.local_epochs - 1):  # refine the user side against the fixed item side first
                 _, _, user_grads, _ = mf.loss_and_gradients(self.ratings, self.user, item, model.reg, model.bias_reg)
@@ -148,8 +155,10 @@ class ClientTrainer:
         if dp_clip is not None:
             _, _, user_grads, _ = mf.loss_and_gradients(self.ratings, self.user, item, model.reg, model.bias_reg)
             errors = mf.residuals(self.ratings, self.user, item)
-            grad_q, grad_bi, _ = clipped_item_gradient(self.ratings.users, self.ratings.items, errors, self.user.p,
-                                                       item.q, model.reg, dp_clip, item.bi, model.bias_reg,
+            # With fixed item factors the factor part is not released: the bias part keeps the whole clip.
+            p, q = (self.user.p[:, :0], item.q[:, :0]) if fixed else (self.user.p, item.q)
+            grad_q, grad_bi, _ = clipped_item_gradient(self.ratings.users, self.ratings.items, errors, p,
+                                                       q, model.reg, dp_clip, item.bi, model.bias_reg,
                                                        self.ratings.n_users, factor_share)
             self.optimizer.step(self.user.arrays(), user_grads)
             return np.concatenate([grad_q.ravel(), grad_bi]).astype(np.float64)
@@ -157,6 +166,8 @@ class ClientTrainer:
             _, _, user_grads, item_grads = mf.loss_and_gradients(self.ratings, self.user, item, model.reg, model.bias_reg)
             self.optimizer.step(self.user.arrays(), user_grads)
             update = item_grads
+            if fixed:
+                update = {"q": np.zeros((item.q.shape[0], 0)), "bi": item_grads["bi"]}
         else:
             counts = self.ratings.item_counts.astype(np.float64)
             local = item.copy()
@@ -164,9 +175,14 @@ class ClientTrainer:
             for _ in range(fed.local_epochs):
                 _, _, user_grads, item_grads = mf.loss_and_gradients(self.ratings, self.user, local, model.reg, model.bias_reg)
                 self.optimizer.step(self.user.arrays(), user_grads)
-                local_opt.step(local.arrays(), item_grads)
+                if fixed:  # the public item factors stay as they are; only the biases move
+                    local_opt.step({"bi": local.bi}, {"bi": item_grads["bi"]})
+                else:
+                    local_opt.step(local.arrays(), item_grads)
             # The count-weighted change: the server divides the sum by the run's item counts (sent once).
             update = {"q": counts[:, None] * (item.q - local.q), "bi": counts * (item.bi - local.bi)}
+            if fixed:
+                update["q"] = np.zeros((item.q.shape[0], 0))
         return np.concatenate([update["q"].ravel(), update["bi"]]).astype(np.float64)
 
     def evaluate(self, item: mf.ItemSide, item_known: np.ndarray, dp_clip: float | None = None) -> np.ndarray:
@@ -193,11 +209,18 @@ class ClientTrainer:
 class ServerModel:
     """The server's side: the item side and the server optimizer, updated from summed client vectors."""
 
-    def __init__(self, n_items: int, config: FedrecConfig, mu: float):
+    def __init__(self, n_items: int, config: FedrecConfig, mu: float, item_features: np.ndarray | None = None):
+        """`item_features` (n_items x factors): the fixed public item factors `model.item_features` names."""
         model, fed = config.model, config.federated
         self.n_items, self.factors, self.update = n_items, model.factors, fed.update
         self.schedule, self.rounds = fed.server_lr_schedule, fed.rounds
         self.item = mf.init_item_side(n_items, model.factors, model.init_std, mu, init_rng(model.seed, ITEM_STREAM))
+        self.fixed = model.item_features is not None
+        if self.fixed:
+            if item_features is None or item_features.shape != (n_items, model.factors):
+                shape = None if item_features is None else item_features.shape
+                raise ValueError(f"model.item_features needs a fixed {n_items} x {model.factors} factor matrix, got {shape}")
+            self.item.q[:] = item_features
         factor_lr = {"q": fed.server_factor_lr} if fed.server_factor_lr is not None else None
         self.optimizer = Optimizer(fed.server_optimizer, fed.server_lr, key_lrs=factor_lr)
 
@@ -205,14 +228,15 @@ class ServerModel:
         """Step the item side with the summed train vector. `share` is the fraction of all clients whose
         vectors are in the sum: in `delta` mode the expected item counts behind it are the run's counts
         times that share (exact when every client takes part, as FedAvg per item)."""
-        n, k = self.n_items, self.factors
+        n, k = self.n_items, 0 if self.fixed else self.factors
         q, bi = total[: n * k].reshape(n, k), total[n * k : n * k + n]
         if self.update == "delta":
             expected = stats.item_counts * share
             weight = np.where(expected > 0, 1.0 / np.maximum(expected, 1e-12), 0.0)
             q, bi = q * weight[:, None], bi * weight
         scale = lr_factor(self.schedule, self.optimizer.steps + 1, self.rounds)
-        self.optimizer.step(self.item.arrays(), {"q": q.astype(mf.FLOAT), "bi": bi.astype(mf.FLOAT)}, scale)
+        grads = {"bi": bi.astype(mf.FLOAT)} if self.fixed else {"q": q.astype(mf.FLOAT), "bi": bi.astype(mf.FLOAT)}
+        self.optimizer.step(self.item.arrays(), grads, scale)
         return {}
 
 

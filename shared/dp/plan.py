@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from fedrec.shared.dp.accounting import Mechanism, composed_epsilon
 from fedrec.shared.dp.errors import BudgetError
 from fedrec.shared.dp.skellam import DP_FRAC_BITS, MAX_POISSON_MEAN, sensitivity
-from fedrec.shared.federated import DP_EVAL_SCALARS, DP_STATS_SCALARS, train_length
+from fedrec.shared.federated import DP_EVAL_SCALARS, DP_STATS_SCALARS, released_factors, train_length
 
 STATS, TRAIN, EVALUATE = "stats", "train", "evaluate"
 MECHANISM = "skellam"
@@ -74,7 +74,7 @@ def plan_run(config, n_items: int, n_users: int | None) -> DPPlan:
         raise BudgetError("dp.delta must be set when the number of users is unknown (a deployed server): "
                           "pass --dp-delta, for example 1e-5")
     clips = {STATS: stats_clip(config.data.rating_max or 5.0), TRAIN: dp.clip, EVALUATE: dp.eval_clip}
-    dimensions = {STATS: len(DP_STATS_SCALARS), TRAIN: train_length(n_items, config.model.factors),
+    dimensions = {STATS: len(DP_STATS_SCALARS), TRAIN: train_length(n_items, released_factors(config)),
                   EVALUATE: len(DP_EVAL_SCALARS)}
     planned = {STATS: 1, TRAIN: fed.rounds, EVALUATE: evaluations_planned(fed.rounds, fed.eval_every)}
 
