@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from fedrec.shared import atomic, cli, locks, preflight, processes
+from fedrec.shared.data.item_features import GENRES, features_for
 from fedrec.shared.dp.plan import privacy_line
 from fedrec.shared.errors import ConfigError, FedrecError
 from fedrec.server.state import Checkpoint
@@ -148,6 +149,10 @@ def _check_input(args: argparse.Namespace) -> tuple:
     config = cli.config_from_args(args)
     preflight.check_federation(config.federated, clients_flag="--min-clients")
     catalogue = read_catalogue(args.items)
+    if config.model.item_features not in (None, GENRES):  # the ServerApp may run in another folder
+        absolute = str(Path(config.model.item_features).resolve())
+        config = config.model_copy(update={"model": config.model.model_copy(update={"item_features": absolute})})
+    features_for(config, catalogue)  # a bad feature file or --factors is one error before any client connects
     if not args.insecure:
         for name in CERT_FILES:
             if not (args.certs / name).is_file():

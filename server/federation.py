@@ -80,17 +80,13 @@ def item_features_for(config: FedrecConfig, n_items: int, catalogue: list[str] |
     (deployment), or in simulation the item list of the data being simulated (public: its size fixes the layout)."""
     if config.model.item_features is None:
         return None
-    from fedrec.shared.data.item_features import load_item_features
+    from fedrec.shared.data.item_features import features_for
     from fedrec.shared.data.load import load_train_test
 
     ids = list(catalogue) if catalogue is not None else load_train_test(config)[0].item_ids
     if len(ids) != n_items:
         raise FedrecError(f"model.item_features: the item list has {len(ids)} items, the run {n_items}")
-    features = load_item_features(config.model.item_features, config.data.dataset, config.data.data_dir, ids)
-    if features.shape[1] != config.model.factors:
-        raise FedrecError(f"model.item_features = {config.model.item_features!r} has {features.shape[1]} columns: set "
-                          f"model.factors = {features.shape[1]} (--factors {features.shape[1]})")
-    return features
+    return features_for(config, ids)
 
 
 def _server_model(n_items: int, config: FedrecConfig, mu: float, item_features: np.ndarray | None = None):

@@ -11,6 +11,7 @@ import numpy as np
 from fedrec.shared import metrics, mf
 from fedrec.shared.config import EvalConfig, ModelConfig, TrainConfig
 from fedrec.shared.data.ratings import Ratings
+from fedrec.shared.errors import ConfigError
 from fedrec.shared.optim import Optimizer
 
 USER_STREAM, ITEM_STREAM = 1, 2  # SeedSequence keys: user and item factors draw from independent streams
@@ -44,8 +45,14 @@ def fit(
     train_config: TrainConfig,
     init: tuple[mf.UserSide, mf.ItemSide] | None = None,
     on_epoch: Callable[[int, float], None] | None = None,
+    item_features: np.ndarray | None = None,
 ) -> MFModel:
-    """Full-batch training: each epoch is one step of the optimizer on the whole training loss."""
+    """Full-batch training: each epoch is one step of the optimizer on the whole training loss. With
+    `model.item_features` the item factors are `item_features` (n_items x factors) and never change."""
+    fixed = model_config.item_features is not None
+    if fixed and (item_features is None or item_features.shape != (train.n_items, model_config.factors)):
+        raise ConfigError(f"model.item_features needs its {train.n_items} x {model_config.factors} feature matrix "
+                          "(fedrec.shared.data.item_features.features_for)")
     data = mf.RatingData(train.users, train.items, train.values, train.n_users, train.n_items)
     if init is None:
         mu = float(train.values.mean())
@@ -53,12 +60,14 @@ def fit(
         item = mf.init_item_side(train.n_items, model_config.factors, model_config.init_std, mu, init_rng(model_config.seed, ITEM_STREAM))
     else:
         user, item = init
+    if fixed:
+        item.q[:] = item_features
     user_opt = Optimizer(train_config.optimizer, train_config.lr)
     item_opt = Optimizer(train_config.optimizer, train_config.lr)
     for epoch in range(train_config.epochs):
         _, sse, user_grads, item_grads = mf.loss_and_gradients(data, user, item, model_config.reg, model_config.bias_reg)
         user_opt.step(user.arrays(), user_grads)
-        item_opt.step(item.arrays(), item_grads)
+        item_opt.step(item.arrays(), {"bi": item_grads["bi"]} if fixed else item_grads)
         if on_epoch is not None:
             on_epoch(epoch + 1, float(np.sqrt(sse / max(len(data), 1))))
     return MFModel(user, item, data.user_counts, data.item_counts, train.rating_min, train.rating_max)
@@ -75,11 +84,12 @@ def evaluate(model: MFModel, train: Ratings, test: Ratings, config: EvalConfig) 
 
 
 def fit_and_evaluate(
-    train: Ratings, test: Ratings, model_config: ModelConfig, train_config: TrainConfig, eval_config: EvalConfig
+    train: Ratings, test: Ratings, model_config: ModelConfig, train_config: TrainConfig, eval_config: EvalConfig,
+    item_features: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Fit, time the fit alone, and evaluate."""
     start = time.perf_counter()
-    model = fit(train, model_config, train_config)
+    model = fit(train, model_config, train_config, item_features=item_features)
     fit_seconds = time.perf_counter() - start
     return {**evaluate(model, train, test, eval_config), "fit_seconds": fit_seconds}
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from fedrec.shared import atomic, cli, preflight
 from fedrec.shared.config import FedrecConfig
+from fedrec.shared.data.item_features import features_for
 from fedrec.shared.data.load import load_train_test
 from fedrec.shared.data.positives import check_positives
 from fedrec.shared.data.ratings import Ratings
@@ -137,7 +138,8 @@ def _run_centralized(config: FedrecConfig, train: Ratings, test: Ratings) -> dic
         implicit_model = fit_implicit(train, threshold, config.model, config.train, on_epoch=on_implicit_epoch)
         metrics = evaluate_implicit(implicit_model, train, test, threshold, config.eval)
     else:
-        model = fit(train, config.model, config.train, on_epoch=on_epoch)
+        model = fit(train, config.model, config.train, on_epoch=on_epoch,
+                    item_features=features_for(config, train.item_ids))
         metrics = evaluate(model, train, test, config.eval)
     return {**metrics, "wall_seconds": time.perf_counter() - start, "history": history}
 

@@ -82,6 +82,9 @@ def test_with_fixed_features_a_dp_client_releases_only_the_biases_with_the_whole
     np.testing.assert_allclose(train(ratings, 1e9), grads["bi"], rtol=1e-5, atol=1e-6)
     plain = load_config(None, {"model.factors": K, "model.item_features": "x.csv"})
     assert ClientTrainer(ClientData(ratings, ratings), plain, client_seed=3).train(item).shape == (ratings.n_items,)
+    delta = load_config(None, {"model.factors": K, "model.item_features": "x.csv", "federated.update": "delta",
+                               "federated.local_epochs": 2})
+    assert ClientTrainer(ClientData(ratings, ratings), delta, client_seed=3).train(item).shape == (ratings.n_items,)
 
 
 def test_the_server_never_moves_the_features_and_steps_the_biases(tmp_path):
@@ -129,3 +132,16 @@ def test_genres_need_a_movielens_dataset_and_explicit_feedback():
         run_federation(FakeGrid(config, 10), config, n_items=120)
     with pytest.raises(FedrecError, match="explicit ratings"):
         load_config(None, {"model.item_features": "genres", "data.feedback": "implicit"})
+
+
+def test_centralised_training_keeps_the_features_and_needs_them(dense_random_ratings):
+    from fedrec.shared.train import fit
+
+    ratings = dense_random_ratings
+    config = load_config(None, {"model.factors": K, "model.item_features": "f.csv", "train.epochs": 5})
+    features = np.random.default_rng(0).normal(size=(ratings.n_items, K)).astype(np.float32)
+    model = fit(ratings, config.model, config.train, item_features=features)
+    np.testing.assert_array_equal(model.item.q, features)
+    assert np.abs(model.item.bi).max() > 0 and np.abs(model.user.p).max() > 0
+    with pytest.raises(ConfigError, match="feature matrix"):
+        fit(ratings, config.model, config.train)

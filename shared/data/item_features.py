@@ -93,3 +93,15 @@ def load_item_features(source: str, dataset: str | None, data_dir: Path | None, 
     """The fixed item-factor matrix (float32, unit rows) named by `model.item_features`, rows in `item_ids` order."""
     raw = genre_matrix(dataset, data_dir, item_ids) if source == GENRES else csv_matrix(Path(source), item_ids)
     return unit_rows(raw).astype(np.float32)
+
+
+def features_for(config, item_ids) -> np.ndarray | None:
+    """`config.model.item_features` for these items (None when unset), checked against `model.factors`."""
+    source = config.model.item_features
+    if source is None:
+        return None
+    features = load_item_features(source, config.data.dataset, config.data.data_dir, item_ids)
+    if features.shape[1] != config.model.factors:
+        raise ConfigError(f"model.item_features = {source!r} has {features.shape[1]} columns: set "
+                          f"model.factors = {features.shape[1]} (--factors {features.shape[1]})")
+    return features

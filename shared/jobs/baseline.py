@@ -10,6 +10,7 @@ from fedrec.shared import atomic, cli
 from fedrec.shared.data.load import load_train_test
 from fedrec.shared.data.positives import check_positives
 from fedrec.shared.table import format_table
+from fedrec.shared.data.item_features import features_for
 from fedrec.shared.train import fit_and_evaluate, global_mean_reference
 from fedrec.shared.train_implicit import fit_and_evaluate_implicit, popularity_reference
 
@@ -65,8 +66,10 @@ def run(args: argparse.Namespace) -> int:
                 {"name": f"WRMF {config.train.implicit_solver} (k={config.model.factors})", **result}]
         table_columns = IMPLICIT_COLUMNS
     else:
-        result = fit_and_evaluate(train, test, config.model, config.train, config.eval)
-        biases = fit_and_evaluate(train, test, config.model.model_copy(update={"factors": 0}), config.train, config.eval)
+        result = fit_and_evaluate(train, test, config.model, config.train, config.eval,
+                                  features_for(config, train.item_ids))
+        biases_only = config.model.model_copy(update={"factors": 0, "item_features": None})
+        biases = fit_and_evaluate(train, test, biases_only, config.train, config.eval)
         mean = global_mean_reference(train, test, config.eval)
         references = {"global_mean": mean, "biases_only": biases}
         rows = [{"name": "global mean", **mean}, {"name": "biases only", **biases},
