@@ -99,6 +99,17 @@ def test_bad_address_exits_2_for_server_and_client(tmp_path, capsys, started, ad
 
 # --- --resume and the state folder --------------------------------------------------------------------------------
 
+def test_server_checks_the_item_features_against_the_catalogue_before_starting(tmp_path, capsys, started):
+    """model.item_features: a feature file with the wrong number of columns for --factors is one error before
+    anything starts; a good one passes the check."""
+    (tmp_path / "features.csv").write_text("item,x,y\na,1,0\nb,0,1\n")
+    assert server(tmp_path, "--insecure", "--factors", "3", "--set", f"model.item_features={tmp_path / 'features.csv'}") == 2
+    assert "set model.factors = 2" in capsys.readouterr().err and started == []
+    server(tmp_path, "--insecure", "--factors", "2", "--set", f"model.item_features={tmp_path / 'features.csv'}")
+    error = capsys.readouterr().err  # (it goes on to start the SuperLink, which these tests only pretend to)
+    assert "model.factors" not in error and "item features" not in error and started
+
+
 def test_resume_without_a_checkpoint_exits_2(tmp_path, capsys, started):
     assert server(tmp_path, "--insecure", "--resume") == 2
     error = capsys.readouterr().err
