@@ -95,7 +95,8 @@ class ModelConfig(_Section):
     (ml-100k has 19 genres, ml-1m 18, ml-latest-small 20). The server never updates these factors, so clients
     send only the item-bias part of their update: under differential privacy all of a user's clip goes to the
     biases, as in the biases-only model, while each user's factors (its taste for each feature) are learned on
-    its own client and never released. Federated explicit-feedback training only. None: learned factors."""
+    its own client and never released. Explicit feedback only (federated and centralised training). None:
+    learned factors."""
     alpha: PositiveFloat = 10.0
     """Implicit feedback: confidence of a positive, c = 1 + alpha (every other user-item pair has confidence 1)."""
 
