@@ -291,8 +291,8 @@ class FedrecConfig(_Section):
             raise ValueError("implicit feedback trains with federated.update = \"gradient\" or \"als\" (users are "
                              "solved exactly on the client; the server steps or solves the items from the sums)")
         if self.model.item_features is not None and self.data.feedback == "implicit":
-            raise ValueError("model.item_features is for explicit ratings (federated training); implicit feedback "
-                             "learns its item factors")
+            raise ValueError("model.item_features is for explicit ratings (federated or centralised training); implicit "
+                             "feedback learns its item factors")
         if self.data.feedback != "implicit" and self.federated.update == "als":
             raise ValueError("federated.update = \"als\" is for implicit feedback (--feedback implicit): explicit "
                              "ratings train with \"gradient\" or \"delta\"")
