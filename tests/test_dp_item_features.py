@@ -84,7 +84,13 @@ def test_with_fixed_features_a_dp_client_releases_only_the_biases_with_the_whole
     assert ClientTrainer(ClientData(ratings, ratings), plain, client_seed=3).train(item).shape == (ratings.n_items,)
     delta = load_config(None, {"model.factors": K, "model.item_features": "x.csv", "federated.update": "delta",
                                "federated.local_epochs": 2})
-    assert ClientTrainer(ClientData(ratings, ratings), delta, client_seed=3).train(item).shape == (ratings.n_items,)
+    fixed_delta = ClientTrainer(ClientData(ratings, ratings), delta, client_seed=3).train(item)
+    assert fixed_delta.shape == (ratings.n_items,)
+    # delta updates: the local item steps move the biases only (learned factors would move q between the two
+    # local epochs, and so change the second epoch's bias step)
+    learned = delta.model_copy(update={"model": delta.model.model_copy(update={"item_features": None})})
+    learned_delta = ClientTrainer(ClientData(ratings, ratings), learned, client_seed=3).train(item)
+    assert not np.allclose(fixed_delta, learned_delta[-ratings.n_items:], rtol=1e-4, atol=1e-6)
 
 
 def test_the_server_never_moves_the_features_and_steps_the_biases(tmp_path):
