@@ -137,6 +137,25 @@ def test_unmasking_asks_t_plus_spare_members_and_no_more_when_all_answer():
         assert_sum(c.server.aggregate(), xs, cohort)  # round 0: aggregate closes the unmask stage itself
 
 
+def test_committee_members_that_missed_the_masked_input_help_unmask():
+    """Fewer than t committee members survive the masked input: the one that missed it (alive again at the
+    unmask) holds the survivors' b shares and a share of its own s key, and must be asked, or no secret has t
+    shares. 10 candidates, committee 7, threshold 4: three committee members drop at share keys (cohort of 7,
+    four committee members, one dropout allowed), one more at the masked input."""
+    members = list(range(1, 11))
+    com = committee_of(members, 3)
+    t = SecAggParams().plan(10).threshold
+    c = InProcessCohort(10, seed=3)
+    cohort = c.setup(drop_share_keys=com[: len(com) - t])
+    left = com[len(com) - t:]
+    assert cohort == [m for m in members if m not in com[: len(com) - t]] and len(left) == t
+    xs = inputs(cohort)
+    c.masked_input(0, xs, drop=[left[0]])
+    reqs = c.server.unmask_requests()
+    assert sorted(reqs) == sorted(left)  # the three surviving members and the dropped one, nobody outside
+    assert_sum(c.unmask(requests=reqs), xs, [m for m in cohort if m != left[0]])
+
+
 def test_too_few_survivors_at_masked_input_aborts():
     c = InProcessCohort(5, seed=3)
     cohort = c.setup()
