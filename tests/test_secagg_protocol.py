@@ -393,3 +393,24 @@ def test_too_many_wrong_shares_abort(kind):
     com, t = c.server.committee, c.server.plan.threshold
     with pytest.raises(SecAggAbort, match=f"fewer than t={t} good shares"):
         c.unmask(tamper=_lying(set(com[: len(com) - t + 1]), kind))
+
+
+def test_shares_of_secrets_nobody_asked_for_are_rejected_and_the_sum_is_still_right():
+    """A member's reply that adds a b share "from" a dropped client and an s share "from" a survivor (secrets the
+    server never asked for, with no dealer digest) has both listed as rejected; the sum still opens."""
+    c = InProcessCohort(10, seed=2)
+    cohort = c.setup()
+    xs = inputs(cohort)
+    c.masked_input(0, xs, drop=[4])
+    liar, survivor = c.server.committee[0], next(m for m in cohort if m != 4)
+
+    def tamper(j, reply):
+        if j != liar:
+            return reply
+        share = bytes(reply[M.B_SHARE][0])  # a well-formed share, for the wrong secret
+        return {**reply, M.B_FROM: list(reply[M.B_FROM]) + [4], M.B_SHARE: list(reply[M.B_SHARE]) + [share],
+                M.S_FROM: list(reply[M.S_FROM]) + [survivor], M.S_SHARE: list(reply[M.S_SHARE]) + [share]}
+
+    got = c.unmask(tamper=tamper)
+    assert_sum(got, xs, [m for m in cohort if m != 4])
+    assert sorted(c.server.rejected) == sorted([(4, liar, "b"), (survivor, liar, "s")])
