@@ -414,3 +414,61 @@ def test_shares_of_secrets_nobody_asked_for_are_rejected_and_the_sum_is_still_ri
     got = c.unmask(tamper=tamper)
     assert_sum(got, xs, [m for m in cohort if m != 4])
     assert sorted(c.server.rejected) == sorted([(4, liar, "b"), (survivor, liar, "s")])
+
+
+def test_an_s_share_a_member_cannot_open_is_listed_and_the_sum_is_still_right():
+    """A dropped client's sealed s share that fails authentication at one member is listed by the server
+    as (dealer, member, "s"); the other members' shares still remove the dropped client's masks."""
+    c = InProcessCohort(10, seed=6)
+    cohort = c.setup()
+    xs = inputs(cohort)
+    c.masked_input(0, xs, drop=[4])
+    holder = c.server.committee[0]
+
+    def tamper(j, req):
+        if j != holder:
+            return req
+        cts = [bytes(ct) for ct in req[M.S_CT]]
+        cts[0] = cts[0][:-1] + bytes([cts[0][-1] ^ 1])
+        return {**req, M.S_CT: cts}
+
+    assert_sum(c.unmask(edit=tamper), xs, [m for m in cohort if m != 4])
+    assert c.server.rejected == [(4, holder, "s")]
+
+
+def test_a_well_formed_share_of_another_secret_is_rejected_by_its_digest():
+    """A member that swaps two survivors' (well-formed, 36-byte) b shares in its reply: each fails the
+    digest its dealer published, both are listed, and the other members' shares give the right sum."""
+    c = InProcessCohort(10, seed=2)
+    cohort = c.setup()
+    xs = inputs(cohort)
+    c.masked_input(0, xs)
+    liar = c.server.committee[0]
+    swapped = []
+
+    def tamper(j, reply):
+        if j != liar:
+            return reply
+        shares = [bytes(s) for s in reply[M.B_SHARE]]
+        shares[0], shares[1] = shares[1], shares[0]
+        swapped.extend(reply[M.B_FROM][:2])
+        return {**reply, M.B_SHARE: shares}
+
+    assert_sum(c.unmask(tamper=tamper), xs, cohort)
+    assert sorted(c.server.rejected) == sorted((u, liar, "b") for u in swapped) and len(swapped) == 2
+
+
+def test_no_reserve_member_is_asked_when_every_secret_has_exactly_t_shares():
+    """Of the t + 2 members asked, only t answer: every secret has exactly t shares, enough, so nobody from the
+    reserve is asked to reveal more."""
+    c = InProcessCohort(10, seed=3)  # a committee of 7, threshold 4
+    cohort = c.setup()
+    xs = inputs(cohort)
+    c.masked_input(0, xs)
+    reqs = c.server.unmask_requests()
+    t = c.server.plan.threshold
+    assert len(reqs) == t + 2 and c.server._reserve
+    for j in list(reqs)[:t]:
+        c.server.receive(c.call(j, lambda cl, req=reqs[j]: cl.unmask(req)))
+    assert c.server.more_unmask_requests() == {}
+    assert_sum(c.server.aggregate(), xs, cohort)
