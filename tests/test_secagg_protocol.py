@@ -105,7 +105,10 @@ def test_setup_completes_with_exactly_t_clients_all_on_the_committee():
     t = SecAggParams().plan(10).threshold
     c = InProcessCohort(10, seed=3)
     drop = [u for u in members if u not in com] + com[: len(com) - t]
-    assert c.setup(drop_share_keys=drop) == sorted(com[len(com) - t:])
+    cohort = c.setup(drop_share_keys=drop)
+    assert cohort == sorted(com[len(com) - t:])
+    xs = inputs(cohort)  # a round with exactly t masked inputs (no dropout allowed in a cohort of 4) opens
+    assert_sum(c.round(0, xs), xs, cohort)
 
 
 def test_no_round_before_setup_and_no_index_outside_the_field():
@@ -156,6 +159,20 @@ def test_committee_members_that_missed_the_masked_input_help_unmask():
     assert_sum(c.unmask(requests=reqs), xs, [m for m in cohort if m != left[0]])
 
 
+def test_a_reserve_member_is_asked_when_the_first_batch_leaves_a_secret_one_share_short():
+    c = InProcessCohort(10, seed=3)  # a committee of 7, threshold 4: six asked, one in reserve
+    cohort = c.setup()
+    xs = inputs(cohort)
+    c.masked_input(0, xs)
+    reqs = c.server.unmask_requests()
+    reserve = [j for j in c.server.committee if j not in reqs]
+    assert len(reserve) == 1
+    asked = []
+    got = c.unmask(drop=list(reqs)[:3], requests=reqs, edit=lambda j, req: asked.append(j) or req)
+    assert_sum(got, xs, cohort)
+    assert reserve[0] in asked
+
+
 def test_too_few_survivors_at_masked_input_aborts():
     c = InProcessCohort(5, seed=3)
     cohort = c.setup()
@@ -193,6 +210,25 @@ def test_unknown_duplicate_and_wrong_stage_replies_ignored():
     assert not c.server.receive({**r1, M.STAGE: M.UNMASK})
     assert not c.server.receive({**r1, M.COHORT_ID: 9})
     assert c.server.receive(r1) and not c.server.receive(r1)  # duplicate
+
+
+def test_replies_with_malformed_keys_or_unparallel_share_lists_are_discarded():
+    c = InProcessCohort(4, seed=1)
+    reqs = c.server.advertise_requests([1, 2, 3, 4])
+    r1 = c.call(1, lambda cl: cl.advertise(reqs[1]))
+    for key in (M.C_PK, M.S_PK):  # a public key a byte short
+        assert not c.server.receive({**r1, key: bytes(r1[key])[:-1]}), key
+    assert c.server.receive(r1)
+    c = InProcessCohort(10, seed=2)
+    cohort = c.setup()
+    c.masked_input(0, inputs(cohort), drop=[4])
+    reqs = c.server.unmask_requests()
+    j = next(iter(reqs))
+    reply = c.call(j, lambda cl: cl.unmask(reqs[j]))
+    assert reply[M.B_SHARE] and reply[M.S_SHARE]
+    for key in (M.B_SHARE, M.S_SHARE):  # one list one share short, the other parallel
+        assert not c.server.receive({**reply, key: list(reply[key])[:-1]}), key
+    assert c.server.receive(reply)
 
 
 def test_tampered_share_is_rejected_named_and_the_rest_used(caplog):
