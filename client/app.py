@@ -125,6 +125,18 @@ def implicit_vector(msg: Message, settings, data: ClientData, config: FedrecConf
     return np.concatenate([*parts, trainer.train(item)])
 
 
+def wire_vector(vector: np.ndarray) -> np.ndarray:
+    """The plain reply as sent: float32 when every value is exactly a float32, else the float64 vector.
+
+    A train vector of item gradients is computed in float32 (the model's precision) and only widened to
+    float64, so it travels in half the bytes; the server widens it back before summing (read_vector), which
+    gives the same float64 values and so the same sum to the bit. Sums and counts that float32 cannot hold
+    exactly (statistics, evaluation, DP-clipped or delta vectors) stay float64."""
+    with np.errstate(over="ignore"):  # a value past float32's range becomes inf, unequal: float64 is sent
+        narrow = vector.astype(np.float32)
+    return narrow if np.array_equal(narrow, vector) else vector
+
+
 def public_reason(stage: str, exc: Exception) -> str:
     """What the server may learn of a failure: the stage and the kind, never a value or index of the vector."""
     kind = exc.public() if isinstance(exc, SecAggError) else f"{type(exc).__name__} (details in the client's log)"
@@ -147,7 +159,7 @@ def build_client_app(config: FedrecConfig | None = None, state_root: Path | None
             if stage == protocol.STAGE_PLAIN:
                 if policy.require_secure:
                     raise SecAggRefusal("this client requires secure aggregation and sends no plain vector")
-                content = RecordDict({protocol.REPLY: ArrayRecord({"vector": Array(vector(msg, context, run_config))})})
+                content = RecordDict({protocol.REPLY: ArrayRecord({"vector": Array(wire_vector(vector(msg, context, run_config)))})})
             else:
                 content = respond(msg, context, run_config, policy, vector)
         except Exception as exc:  # the full story stays here; the server gets the stage and the kind only

@@ -71,12 +71,15 @@ def build_content(config: dict, arrays: dict[str, np.ndarray] | ArrayRecord | No
 
 
 def read_vector(reply: Message, length: int, dtype: type = np.float64) -> np.ndarray:
-    """The reply's vector, checked: a malformed client message is rejected with a reason, never summed."""
+    """The reply's vector, checked: a malformed client message is rejected with a reason, never summed.
+    A float64 vector may come as float32 (client/app.py's wire_vector, when that is exact): it is widened."""
     if reply.has_error():
         raise ValueError(f"client error: {reply.error.reason}")
     if protocol.REPLY not in reply.content.array_records or "vector" not in reply.content.array_records[protocol.REPLY]:
         raise ValueError("reply has no vector")
     vector = reply.content.array_records[protocol.REPLY]["vector"].numpy()
+    if dtype == np.float64 and vector.dtype == np.float32:
+        vector = vector.astype(np.float64)  # a client sends float32 only when it holds the values exactly
     if vector.dtype != dtype or vector.shape != (length,):
         raise ValueError(f"reply vector has dtype {vector.dtype} and shape {vector.shape}, expected {np.dtype(dtype)} ({length},)")
     if vector.dtype.kind == "f" and not np.isfinite(vector).all():
