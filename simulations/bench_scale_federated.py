@@ -19,6 +19,10 @@ with one client per user they would be a sum over all 6,040 clients. With `--pla
 (the clients are told not to require secure aggregation for it): a secure cohort of 6,040 takes its setup of
 millions of key agreements; the timed rounds are secure as asked.
 
+CPU: after every round the child adds up the user and system CPU seconds of itself and all its descendants
+(/proc/PID/stat), so each round's CPU seconds over every process are known too: on a shared machine they vary
+less than wall seconds, and on the 2 cores a round takes at least half of them.
+
 Memory: the parent reads /proc every 0.25 s for the child and all its descendants (the Ray GCS, raylet and
 worker processes are separate processes) and reports the peak of the sum of RSS (shared pages, e.g. Ray's
 object store, counted once per process that maps them), the peak of the sum of PSS (shared pages split among
@@ -89,11 +93,19 @@ def child(spec: dict, out: Path) -> None:
     if spec["secure"] and spec["plain_stats"]:
         overrides["secagg.require_secure"] = False  # the clients' policy: answer the plain statistics sum
     config = load_config(None, overrides)
+    cpu_at_end: dict[int, float] = {}  # CPU seconds of this process and all its descendants after each round
+
+    def on_round(entry: dict) -> None:
+        cpu_at_end[entry["round"]] = tree_cpu_seconds(os.getpid())
+
     start = time.perf_counter()
     with timed_exchanges() as exchanges:
-        result = simulate(config)
+        result = simulate(config, on_round)
     history = [{key: entry.get(key) for key in ("round", "clients", "sampled", "seconds", "bytes_up", "bytes_down",
                                                   "failures")} for entry in result["history"]]
+    for entry in history:
+        if entry["round"] - 1 in cpu_at_end and entry["round"] in cpu_at_end:
+            entry["cpu_s"] = cpu_at_end[entry["round"]] - cpu_at_end[entry["round"] - 1]
     out.write_text(json.dumps({"history": history, "exchanges": exchanges, "wall_s": time.perf_counter() - start}))
 
 
@@ -118,6 +130,20 @@ def _proc_tree(root: int) -> list[int]:
         tree.append(pid)
         todo += children.get(pid, [])
     return tree
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """User + system CPU seconds of `root` and its live descendants (their own, not their waited children's)."""
+    ticks = 0
+    for pid in _proc_tree(root):
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(b")") + 2:].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of proc(5))
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _memory_kb(pid: int) -> tuple[int, int, str] | None:
@@ -189,6 +215,7 @@ def run_one(spec: dict) -> dict[str, Any]:
         **spec, **mem, "load_start": load_start, "load_end": load_average(),
         "child_wall_s": time.perf_counter() - started, "simulate_wall_s": data["wall_s"],
         "rounds_s": seconds, "median_s": statistics.median(e["seconds"] for e in steady),
+        "median_cpu_s": statistics.median(e["cpu_s"] for e in steady) if all("cpu_s" in e for e in steady) else None,
         "clients": [e["clients"] for e in history],
         "mb_up_per_client": per_client("bytes_up") / 1e6, "mb_down_per_client": per_client("bytes_down") / 1e6,
         "exchanges": data["exchanges"], "failures": [f for e in history for f in e["failures"]],
@@ -226,17 +253,19 @@ def main(argv: list[str] | None = None) -> int:
                     "secure": mode == "secure", "final_eval": args.final_eval, "plain_stats": plain_stats}
             row = run_one(spec)
             runs.append(row)
-            print(f"{row['name']}: {row['median_s']:.2f} s/round {[round(s, 2) for s in row['rounds_s']]}, peak PSS "
+            print(f"{row['name']}: {row['median_s']:.2f} s/round {[round(s, 2) for s in row['rounds_s']]}, "
+                  f"{row['median_cpu_s'] or float('nan'):.1f} CPU s/round, peak PSS "
                   f"{row['peak_tree_pss_mb']:.0f} MB (RSS sum {row['peak_tree_rss_mb']:.0f} MB), load "
                   f"{row['load_start']} -> {row['load_end']}", file=sys.stderr, flush=True)
-    print("| setting | users | items | ratings | clients (a round) | sum | s/round (median 2..R-1) | every round s "
+    print("| setting | users | items | ratings | clients (a round) | sum | s/round (median 2..R-1) | CPU s/round, all processes "
+          "| every round s "
           "| peak PSS of the process tree, MB | peak RSS sum, MB | largest process RSS, MB | MB up per client per round "
           "| MB down per client per round | load average start -> end |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in runs:
         per_round = r["clients_per_round"] or r["num_clients"]
         print(f"| {r['setting']} | {r['users']:,} | {r['items']:,} | {r['ratings']:,} | {r['num_clients']:,} ({per_round}) "
-              f"| {r['mode']} | {r['median_s']:.2f} | {' '.join(f'{s:.2f}' for s in r['rounds_s'])} "
+              f"| {r['mode']} | {r['median_s']:.2f} | {r['median_cpu_s'] or float('nan'):.1f} | {' '.join(f'{s:.2f}' for s in r['rounds_s'])} "
               f"| {r['peak_tree_pss_mb']:,.0f} | {r['peak_tree_rss_mb']:,.0f} | {r['peak_process_rss_mb']:,.0f} "
               f"| {r['mb_up_per_client']:.3f} | {r['mb_down_per_client']:.3f} | {r['load_start']} -> {r['load_end']} |")
     failures = sum(len(r["failures"]) for r in runs)
