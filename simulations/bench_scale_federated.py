@@ -216,6 +216,7 @@ def run_one(spec: dict) -> dict[str, Any]:
         "child_wall_s": time.perf_counter() - started, "simulate_wall_s": data["wall_s"],
         "rounds_s": seconds, "median_s": statistics.median(e["seconds"] for e in steady),
         "median_cpu_s": statistics.median(e["cpu_s"] for e in steady) if all("cpu_s" in e for e in steady) else None,
+        "cpu_rounds_s": [e.get("cpu_s") for e in history],
         "clients": [e["clients"] for e in history],
         "mb_up_per_client": per_client("bytes_up") / 1e6, "mb_down_per_client": per_client("bytes_down") / 1e6,
         "exchanges": data["exchanges"], "failures": [f for e in history for f in e["failures"]],
