@@ -10,8 +10,8 @@ Two settings of `fedrec simulate` on synthetic data, k = 32, gradient updates (t
 `--users/--items/--ratings/--num-clients/--clients-per-round` shrink a setting (to find where time goes).
 
 Every (setting, mode) runs `simulate()` in a fresh child process, one at a time, R rounds; the seconds per
-steady round are the median of rounds 2..R-1 (round 1 pays the clients' cold start: Ray workers, each worker
-making the synthetic data). Each round's payload bytes (arrays and config values, Flower's framing excluded;
+steady round are the median of rounds 2..R-1, as in the other benchmarks (each Ray worker makes the synthetic
+data and warms up in the statistics sum before round 1; every round's seconds are reported). Each round's payload bytes (arrays and config values, Flower's framing excluded;
 fedrec's own count, `bytes_up`/`bytes_down` of the history) are divided by its clients. The evaluations
 after round R are left out (answered with no sum by a stand-in) unless `--final-eval`: they are not timed, and
 with one client per user they would be a sum over all 6,040 clients. With `--plain-stats` (the default for
