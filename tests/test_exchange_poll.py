@@ -19,14 +19,18 @@ class SlowPullGrid:
     def pull_messages(self, ids):
         self.pulls += 1
         self.clock.now += self.pull_seconds
+        self.clock.cpu += self.pull_seconds * self.clock.cpu_share
         if self.clock.now < self.ready_at:
             return []
         return [SimpleNamespace(metadata=SimpleNamespace(reply_to_message_id=i)) for i in ids]
 
 
 class FakeClock:
-    def __init__(self):
-        self.now, self.sleeps = 0.0, []
+    def __init__(self, cpu_share: float = 1.0):
+        self.now, self.cpu, self.cpu_share, self.sleeps = 0.0, 0.0, cpu_share, []
+
+    def thread_time(self):
+        return self.cpu
 
     def monotonic(self):
         return self.now
@@ -36,8 +40,8 @@ class FakeClock:
         self.now += seconds
 
 
-def run(monkeypatch, pull_seconds: float, ready_at: float = 2.0):
-    clock = FakeClock()
+def run(monkeypatch, pull_seconds: float, ready_at: float = 2.0, cpu_share: float = 1.0):
+    clock = FakeClock(cpu_share)
     monkeypatch.setattr(aggregation, "time", clock)
     grid = SlowPullGrid(clock, pull_seconds, ready_at)
     replies = aggregation.send_and_receive(grid, [object()] * 3, timeout=60.0)
@@ -60,3 +64,10 @@ def test_a_cheap_pull_keeps_the_short_poll(monkeypatch):
     assert clock.sleeps[0] == aggregation.POLL_FIRST_SECONDS
     assert max(clock.sleeps) <= aggregation.POLL_MAX_SECONDS
     assert clock.now < 0.05 + aggregation.POLL_MAX_SECONDS + 0.001
+
+
+def test_a_pull_that_waits_on_the_network_keeps_the_short_poll(monkeypatch):
+    """A deployment's pull is a network round trip: slow, but it costs the server's CPU nothing."""
+    grid, clock, replies = run(monkeypatch, pull_seconds=0.05, ready_at=1.0, cpu_share=0.0)
+    assert len(replies) == 3
+    assert max(clock.sleeps) <= aggregation.POLL_MAX_SECONDS
