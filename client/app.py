@@ -143,10 +143,31 @@ def public_reason(stage: str, exc: Exception) -> str:
     return f"{stage}: {kind}"
 
 
+class _RebuiltClientApp(ClientApp):
+    """A ClientApp that pickles as the arguments that build it. Flower's simulation engine sends the app to a
+    worker with every message; pickled by value (its handlers are closures) it cost about 2 ms of the
+    engine's time per message, against well under 0.1 ms for the arguments."""
+
+    def __init__(self, config: FedrecConfig | None, state_root: Path | None) -> None:
+        super().__init__()
+        self._build_args = (config.model_dump_json() if config is not None else None,
+                            str(state_root) if state_root is not None else None)
+
+    def __reduce__(self):
+        return _client_app_from_args, self._build_args
+
+
+@functools.lru_cache(maxsize=4)
+def _client_app_from_args(config_json: str | None, state_root: str | None) -> ClientApp:
+    """The app a worker unpickles: built once per distinct arguments in that process, then reused."""
+    config = FedrecConfig.model_validate_json(config_json) if config_json is not None else None
+    return build_client_app(config, Path(state_root) if state_root is not None else None)
+
+
 def build_client_app(config: FedrecConfig | None = None, state_root: Path | None = None) -> ClientApp:
     """A ClientApp bound to `config` (simulation), or reading `[tool.flwr.app.config]` (flwr run);
     simulated clients keep their state in STATE_ROOT/client-K when `state_root` is given."""
-    app = ClientApp()
+    app = _RebuiltClientApp(config, state_root)
     vector = functools.partial(compute_vector, state_root=state_root)
 
     @app.train()
