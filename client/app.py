@@ -125,16 +125,49 @@ def implicit_vector(msg: Message, settings, data: ClientData, config: FedrecConf
     return np.concatenate([*parts, trainer.train(item)])
 
 
+def wire_vector(vector: np.ndarray) -> np.ndarray:
+    """The plain reply as sent: float32 when every value is exactly a float32, else the float64 vector.
+
+    A train vector of item gradients is computed in float32 (the model's precision) and only widened to
+    float64, so it travels in half the bytes; the server widens it back before summing (read_vector), which
+    gives the same float64 values and so the same sum to the bit. Sums and counts that float32 cannot hold
+    exactly (statistics, evaluation, DP-clipped or delta vectors) stay float64."""
+    with np.errstate(over="ignore"):  # a value past float32's range becomes inf, unequal: float64 is sent
+        narrow = vector.astype(np.float32)
+    return narrow if np.array_equal(narrow, vector) else vector
+
+
 def public_reason(stage: str, exc: Exception) -> str:
     """What the server may learn of a failure: the stage and the kind, never a value or index of the vector."""
     kind = exc.public() if isinstance(exc, SecAggError) else f"{type(exc).__name__} (details in the client's log)"
     return f"{stage}: {kind}"
 
 
+class _RebuiltClientApp(ClientApp):
+    """A ClientApp that pickles as the arguments that build it. Flower's simulation engine sends the app to a
+    worker with every message; pickled by value (its handlers are closures) it cost about 2 ms of the
+    engine's time per message, against well under 0.1 ms for the arguments."""
+
+    def __init__(self, config: FedrecConfig | None, state_root: Path | None) -> None:
+        super().__init__()
+        self._build_args = (config.model_dump_json() if config is not None else None,
+                            str(state_root) if state_root is not None else None)
+
+    def __reduce__(self):
+        return _client_app_from_args, self._build_args
+
+
+@functools.lru_cache(maxsize=4)
+def _client_app_from_args(config_json: str | None, state_root: str | None) -> ClientApp:
+    """The app a worker unpickles: built once per distinct arguments in that process, then reused."""
+    config = FedrecConfig.model_validate_json(config_json) if config_json is not None else None
+    return build_client_app(config, Path(state_root) if state_root is not None else None)
+
+
 def build_client_app(config: FedrecConfig | None = None, state_root: Path | None = None) -> ClientApp:
     """A ClientApp bound to `config` (simulation), or reading `[tool.flwr.app.config]` (flwr run);
     simulated clients keep their state in STATE_ROOT/client-K when `state_root` is given."""
-    app = ClientApp()
+    app = _RebuiltClientApp(config, state_root)
     vector = functools.partial(compute_vector, state_root=state_root)
 
     @app.train()
@@ -147,7 +180,7 @@ def build_client_app(config: FedrecConfig | None = None, state_root: Path | None
             if stage == protocol.STAGE_PLAIN:
                 if policy.require_secure:
                     raise SecAggRefusal("this client requires secure aggregation and sends no plain vector")
-                content = RecordDict({protocol.REPLY: ArrayRecord({"vector": Array(vector(msg, context, run_config))})})
+                content = RecordDict({protocol.REPLY: ArrayRecord({"vector": Array(wire_vector(vector(msg, context, run_config)))})})
             else:
                 content = respond(msg, context, run_config, policy, vector)
         except Exception as exc:  # the full story stays here; the server gets the stage and the kind only

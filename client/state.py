@@ -19,14 +19,15 @@ from pathlib import Path
 import numpy as np
 from flwr.app import Array, ArrayRecord, Context
 
-from fedrec.shared import atomic, mf
+from fedrec.shared import arraypack, atomic, mf
 from fedrec.shared.config import FedrecConfig
 from fedrec.shared.data.ratings import Ratings
 from fedrec.shared.recommend import ItemModel
 from fedrec.shared.serving import save_snapshot
 
 STATE_KEY = "fedrec.user-state"
-STATE_FILE = "user-state.npz"
+STATE_FILE = "user-state.bin"  # shared/arraypack.py's format
+LEGACY_STATE_FILE = "user-state.npz"  # written before that format; still read, so an upgraded client keeps its users
 KEEP_ROUNDS = 3  # start-of-round states kept: enough for a server resumed from its previous checkpoint
 SHARED_KEYS = ("opt.t",)  # optimizer step count: one value for all users, not one row per user
 NOW = "now"
@@ -79,20 +80,23 @@ class UserStateStore:
         self.last_round = int(meta["round"])
         for slot in meta["slots"]:
             prefix = f"{slot}/"
-            arrays = {key[len(prefix):]: saved[key] for key in saved.files if key.startswith(prefix) and key != f"{slot}/#ids"}
+            arrays = {key[len(prefix):]: saved[key] for key in saved if key.startswith(prefix) and key != f"{slot}/#ids"}
             self.slots[slot] = (arrays, saved[f"{slot}/#ids"])
 
-    def _read(self) -> np.lib.npyio.NpzFile | None:
+    def _read(self) -> dict[str, np.ndarray] | None:
         blob = None
-        if self.state_dir is not None and (self.state_dir / STATE_FILE).exists():
-            blob = (self.state_dir / STATE_FILE).read_bytes()
-        elif STATE_KEY in self.context.state.array_records:
+        if self.state_dir is not None:
+            for name in (STATE_FILE, LEGACY_STATE_FILE):
+                if (self.state_dir / name).exists():
+                    blob = (self.state_dir / name).read_bytes()
+                    break
+        if blob is None and STATE_KEY in self.context.state.array_records:
             blob = self.context.state.array_records[STATE_KEY]["blob"].numpy().tobytes()
         if blob is None:
             return None
         try:
-            saved = np.load(io.BytesIO(blob))
-            if "meta" not in saved.files:
+            saved = arraypack.unpack(blob) if arraypack.is_packed(blob) else dict(np.load(io.BytesIO(blob)))
+            if "meta" not in saved:
                 raise ValueError("no metadata")
             return saved
         except Exception as exc:  # noqa: BLE001 - a damaged or older state file: the users start fresh
@@ -127,10 +131,11 @@ class UserStateStore:
         for slot, (state, slot_ids) in self.slots.items():
             arrays[f"{slot}/#ids"] = np.asarray(slot_ids, dtype=str)
             arrays.update({f"{slot}/{key}": np.ascontiguousarray(value) for key, value in state.items()})
-        blob = atomic.npz_bytes(**arrays)
+        blob = arraypack.pack(arrays)
         self.context.state.array_records[STATE_KEY] = ArrayRecord({"blob": Array(np.frombuffer(blob, dtype=np.uint8))})
         if self.state_dir is not None:
             atomic.write_bytes(self.state_dir / STATE_FILE, blob, mode=0o600)
+            (self.state_dir / LEGACY_STATE_FILE).unlink(missing_ok=True)  # superseded: never read a stale copy
 
     def latest(self) -> State | None:
         return self.slots[NOW][0] if NOW in self.slots else None

@@ -19,6 +19,11 @@ log = logging.getLogger("fedrec.server")
 # one cheap call to the SuperLink, or a dictionary look-up in simulation). A secure round has two exchanges
 # to a plain round's one, so this latency counts twice in it.
 POLL_FIRST_SECONDS, POLL_MAX_SECONDS, POLL_GROWTH = 0.005, 0.02, 1.25
+# In simulation a pull checks every outstanding message under the LinkState's lock, holding the GIL that the
+# engine's workers need to hand messages to the clients: wait at least this many times the CPU time the last
+# pull took, so that polling takes at most about a tenth of the server process. CPU time, not wall time: a
+# deployment's pull waits on the network, which costs the process nothing.
+POLL_COST_RATIO = 10.0
 
 
 @dataclass
@@ -71,12 +76,15 @@ def build_content(config: dict, arrays: dict[str, np.ndarray] | ArrayRecord | No
 
 
 def read_vector(reply: Message, length: int, dtype: type = np.float64) -> np.ndarray:
-    """The reply's vector, checked: a malformed client message is rejected with a reason, never summed."""
+    """The reply's vector, checked: a malformed client message is rejected with a reason, never summed.
+    A float64 vector may come as float32 (client/app.py's wire_vector, when that is exact): it is widened."""
     if reply.has_error():
         raise ValueError(f"client error: {reply.error.reason}")
     if protocol.REPLY not in reply.content.array_records or "vector" not in reply.content.array_records[protocol.REPLY]:
         raise ValueError("reply has no vector")
     vector = reply.content.array_records[protocol.REPLY]["vector"].numpy()
+    if dtype == np.float64 and vector.dtype == np.float32:
+        vector = vector.astype(np.float64)  # a client sends float32 only when it holds the values exactly
     if vector.dtype != dtype or vector.shape != (length,):
         raise ValueError(f"reply vector has dtype {vector.dtype} and shape {vector.shape}, expected {np.dtype(dtype)} ({length},)")
     if vector.dtype.kind == "f" and not np.isfinite(vector).all():
@@ -101,13 +109,15 @@ def send_and_receive(grid: Grid, messages: list[Message], timeout: float) -> lis
     waiting = set(grid.push_messages(messages))
     deadline, pause, replies = time.monotonic() + timeout, POLL_FIRST_SECONDS, []
     while waiting:
+        started = time.thread_time()
         pulled = list(grid.pull_messages(waiting))
+        spent = time.thread_time() - started
         replies += pulled
         waiting -= {reply.metadata.reply_to_message_id for reply in pulled}
         left = deadline - time.monotonic()
         if not waiting or left <= 0:
             break
-        time.sleep(min(pause, left))
+        time.sleep(min(max(pause, POLL_COST_RATIO * spent), left))
         pause = min(pause * POLL_GROWTH, POLL_MAX_SECONDS)
     return replies
 

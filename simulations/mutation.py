@@ -138,8 +138,11 @@ def not_run(workdir: Path, count: int, seed: int) -> list[str]:
 
 def estimate(workdir: Path) -> str:
     """The whole area's kill score: the mutants run outside the sample (an interrupted run, the files named by
-    --only, an earlier sample) counted exactly, the rest estimated from the random sample of them (sample.json),
-    with a 95% Wilson interval."""
+    --only, earlier samples) counted exactly, the rest estimated from the random sample of them (sample.json),
+    with a 95% Wilson interval. The sample's rate is its first pass (recorded when its run ended): survivors
+    rerun with --check after tests were written for them no longer stand for the mutants never run. The rate
+    stands for the sample and every mutant still never run; mutants of the pool run since (outside the sample)
+    are counted exactly. A sample that is the whole pool gives an exact score."""
     path = workdir / "sample.json"
     if not path.exists():
         return ""
@@ -147,21 +150,31 @@ def estimate(workdir: Path) -> str:
     chosen = set(sample["names"])
     codes = {key: code for meta in (workdir / "mutants").rglob("*.py.meta")
              for key, code in json.loads(meta.read_text())["exit_code_by_key"].items()}
+    first = sample.get("first_pass", {})
     exact = [code for key, code in codes.items() if code is not None and key not in chosen]
-    drawn = [codes[key] for key in chosen if codes.get(key) is not None]
+    drawn = [first.get(key, codes.get(key)) for key in chosen]
+    drawn = [code for code in drawn if code is not None]
     if not drawn:
         return ""
     n, k, z = len(drawn), sum(code in KILLED for code in drawn), 1.96
+    now = sum(codes.get(key) in KILLED for key in chosen)
     rate = k / n
     centre, half = (rate + z * z / (2 * n)) / (1 + z * z / n), z * ((rate * (1 - rate) / n + z * z / (4 * n * n)) ** 0.5) / (1 + z * z / n)
-    killed_exact, pool = sum(code in KILLED for code in exact), sample["pool"]
+    killed_exact = sum(code in KILLED for code in exact)
+    never_run = sum(code is None for key, code in codes.items() if key not in chosen)
+    pool = n + never_run  # the sample stands for itself and for the mutants still never run
 
     def score(r: float) -> float:
         return 100 * (killed_exact + r * pool) / (len(exact) + pool)
 
-    return (f"{len(exact)} mutants run outside the sample ({killed_exact} killed); {k} of a random {n} of the other "
-            f"{pool} killed: estimated score {score(rate):.1f}% (95% interval {score(centre - half):.1f}% to "
-            f"{score(centre + half):.1f}%)")
+    label = "first pass" if first else "current results"
+    text = (f"{len(exact)} mutants run outside the sample ({killed_exact} killed); {k} of a random {n} "
+            f"({label}; {now} killed now) of the {sample['pool']} never run when drawn (seed {sample.get('seed')})")
+    if never_run == 0:
+        return (f"{text}; none left unrun: exact score {score(rate):.1f}% "
+                f"({killed_exact + k} of {len(exact) + n}; {killed_exact + now} now)")
+    return (f"{text}, {never_run} still never run: estimated score {score(rate):.1f}% "
+            f"(95% interval {score(centre - half):.1f}% to {score(centre + half):.1f}%)")
 
 
 def _row(name: str, counts: Counter) -> str:
@@ -210,6 +223,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== mutmut: {area} ({' '.join(patterns) or AREAS[area][0]})", flush=True)
         done = subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(args.jobs), *patterns],
                               cwd=workdir)
+        if args.sample:  # the sample's first pass (of the part run, if interrupted), which --check does not change
+            sample = json.loads((workdir / "sample.json").read_text())
+            codes = {key: code for meta in (workdir / "mutants").rglob("*.py.meta")
+                     for key, code in json.loads(meta.read_text())["exit_code_by_key"].items()}
+            sample["first_pass"] = {key: codes.get(key) for key in sample["names"]}
+            (workdir / "sample.json").write_text(json.dumps(sample, indent=1))
         if done.returncode != 0:
             print(f"mutmut failed on {area} (exit {done.returncode})", file=sys.stderr)
             return 1

@@ -80,3 +80,27 @@ def test_a_ratings_file_that_gains_a_user_mid_run_gives_the_new_user_fresh_facto
     after = UserStateStore(grid.contexts[node], tmp_path / "client-0/state", None).latest()
     assert after["p"].shape[0] == before["p"].shape[0] + 1
     assert np.isfinite(after["p"]).all()
+
+
+def test_a_state_file_written_before_the_packed_format_is_read_then_replaced(tmp_path):
+    """An upgraded client keeps its users: its old user-state.npz is read, and the next save replaces it."""
+    from fedrec.client.state import LEGACY_STATE_FILE, STATE_FILE
+    from fedrec.shared import arraypack
+    from flwr.app import Context, RecordDict
+
+    def context():
+        return Context(run_id=1, node_id=1, node_config={}, state=RecordDict(), run_config={})
+
+    ids = np.array(["a", "b", "c"])
+    state = {"p": np.arange(6.0).reshape(3, 2), "bu": np.array([0.1, 0.2, 0.3]), "opt.t": np.array(4)}
+    UserStateStore(context(), tmp_path, "run=x").record(1, state, {k: v + 1 for k, v in state.items()}, ids)
+    packed = (tmp_path / STATE_FILE).read_bytes()
+    np.savez(tmp_path / LEGACY_STATE_FILE, **arraypack.unpack(packed))
+    (tmp_path / STATE_FILE).unlink()
+
+    legacy = UserStateStore(context(), tmp_path, "run=x")
+    assert legacy.last_round == 1
+    np.testing.assert_array_equal(legacy.latest()["p"], state["p"] + 1)
+    legacy.record(2, legacy.latest(), legacy.latest(), ids)
+    assert (tmp_path / STATE_FILE).exists() and not (tmp_path / LEGACY_STATE_FILE).exists()
+    assert arraypack.unpack((tmp_path / STATE_FILE).read_bytes())["r1/p"].tolist() == state["p"].tolist()

@@ -142,7 +142,7 @@ def test_tls_secure_run_survives_a_killed_client_and_a_killed_server_and_a_clien
     assert result["config"]["federated"]["secure"] is True
     # Only clients 0 and 1 trained after round 1 and are evaluated: a smaller margin than with all three.
     assert result["rmse"] < untrained_rmse(deployment.root, clients=(0, 1)) - 0.02
-    assert (tmp_path / "client-0-state/user-state.npz").exists()  # the user factors stayed on the client
+    assert (tmp_path / "client-0-state/user-state.bin").exists()  # the user factors stayed on the client
 
     assert early.status_code in (200, 503)
     with np.load(tmp_path / "client-0-state/item-model.npz") as kept, np.load(tmp_path / "state/item-model.npz") as final:

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fedrec.shared import arraypack
 from fedrec.shared.certs import make_certificates
 from fedrec.shared.config import FedrecConfig
 from fedrec.shared.data.reader import read_ratings_file
@@ -52,8 +53,8 @@ def final_model_rmse(root: Path, tmp: Path) -> float:
     squared, count = 0.0, 0
     for k in range(3):
         test = client_table(root, k, "test")
-        with np.load(tmp / f"client-{k}-state/item-model.npz") as item, \
-                np.load(tmp / f"client-{k}-state/user-state.npz") as user:
+        user = arraypack.unpack((tmp / f"client-{k}-state/user-state.bin").read_bytes())
+        with np.load(tmp / f"client-{k}-state/item-model.npz") as item:
             user_row = {uid: j for j, uid in enumerate(user["now/#ids"])}
             item_row = {iid: j for j, iid in enumerate(item["items"])}
             u = np.array([user_row[uid] for uid in test.users])

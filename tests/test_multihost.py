@@ -134,5 +134,5 @@ def test_server_and_clients_on_separate_network_namespaces(namespaces: Namespace
     assert result["config"]["federated"]["secure"] is True
     # Each client reached the server over its own link: the server's namespace has no route to loopback clients.
     for k in range(CLIENTS):
-        assert (tmp_path / f"client-{k}-state/user-state.npz").exists()
+        assert (tmp_path / f"client-{k}-state/user-state.bin").exists()
     print(f"multi-namespace run: {time.perf_counter() - started:.1f} s")

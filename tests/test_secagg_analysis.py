@@ -152,3 +152,13 @@ def test_the_disconnect_bound_of_the_plan_is_met_for_the_default_parameters():
         if plan.edge_probability < 1.0:
             assert math.log(disconnect_bound(h, plan.edge_probability)) <= -41 * LN2 + 1e-9
         assert plan.min_neighbours >= 1 and np.isfinite(plan.bound)
+
+
+def test_a_complete_graph_plan_asks_one_more_surviving_neighbour_than_all_colluders():
+    """With the complete graph (a small cohort) a survivor must keep more surviving neighbours than there are
+    colluders, even where the sparse graph's probabilistic bound would ask fewer (here 40% colluders and 45%
+    dropouts: 8 colluders among 22, but (0.36)^8 < 2^-10 would make 8 enough)."""
+    plan = SecAggParams(dropout_bound=0.45, colluder_fraction=0.4, security_bits=10).plan(22)
+    assert plan.edge_probability == 1.0 and plan.colluders == 8
+    assert analysis.min_surviving_neighbours(22, 8, 10, complete=False) == 8  # the bound that must not apply
+    assert plan.min_neighbours == 9

@@ -36,3 +36,20 @@ def test_a_client_sum_of_several_clips_is_accepted_with_noise():
         c.server.receive(c.call(i, lambda client, req=req: client.masked_input(req, np.full(500, 6.0), noise=(0.5, 2.0))))
     total = c.unmask()  # ten clients of 6 / 2 = 3 clips each
     assert abs(total.mean() - 30.0) < 0.1
+
+
+def test_a_cohort_with_the_dp_encodings_fractional_bits_decodes_at_its_own_scale():
+    """DP runs announce 16 fractional bits (DP_FRAC_BITS), not the default 24: the server decodes the sum at
+    the announced scale, so the decoded sum is the plain sum (not 256 times smaller)."""
+    from fedrec.shared.dp.skellam import DP_FRAC_BITS
+    from fedrec.shared.secagg import fixedpoint
+    from fedrec.shared.secagg.params import SecAggParams
+
+    assert DP_FRAC_BITS != fixedpoint.DEFAULT_FRAC_BITS
+    c = InProcessCohort(10, seed=8, params=SecAggParams(frac_bits=DP_FRAC_BITS))
+    cohort = c.setup()
+    rng = np.random.default_rng(0)
+    xs = {i: rng.uniform(-3, 3, 200) for i in cohort}
+    total = c.round(0, xs)
+    want = np.sum([xs[i] for i in cohort], axis=0)
+    assert np.abs(total - want).max() <= len(cohort) * 2.0 ** -(DP_FRAC_BITS + 1) + 1e-12

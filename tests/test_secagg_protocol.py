@@ -105,7 +105,10 @@ def test_setup_completes_with_exactly_t_clients_all_on_the_committee():
     t = SecAggParams().plan(10).threshold
     c = InProcessCohort(10, seed=3)
     drop = [u for u in members if u not in com] + com[: len(com) - t]
-    assert c.setup(drop_share_keys=drop) == sorted(com[len(com) - t:])
+    cohort = c.setup(drop_share_keys=drop)
+    assert cohort == sorted(com[len(com) - t:])
+    xs = inputs(cohort)  # a round with exactly t masked inputs (no dropout allowed in a cohort of 4) opens
+    assert_sum(c.round(0, xs), xs, cohort)
 
 
 def test_no_round_before_setup_and_no_index_outside_the_field():
@@ -135,6 +138,39 @@ def test_unmasking_asks_t_plus_spare_members_and_no_more_when_all_answer():
         if r == 1:  # every secret still has t shares: nobody from the reserve is asked
             assert c.server.more_unmask_requests() == {}
         assert_sum(c.server.aggregate(), xs, cohort)  # round 0: aggregate closes the unmask stage itself
+
+
+def test_committee_members_that_missed_the_masked_input_help_unmask():
+    """Fewer than t committee members survive the masked input: the one that missed it (alive again at the
+    unmask) holds the survivors' b shares and a share of its own s key, and must be asked, or no secret has t
+    shares. 10 candidates, committee 7, threshold 4: three committee members drop at share keys (cohort of 7,
+    four committee members, one dropout allowed), one more at the masked input."""
+    members = list(range(1, 11))
+    com = committee_of(members, 3)
+    t = SecAggParams().plan(10).threshold
+    c = InProcessCohort(10, seed=3)
+    cohort = c.setup(drop_share_keys=com[: len(com) - t])
+    left = com[len(com) - t:]
+    assert cohort == [m for m in members if m not in com[: len(com) - t]] and len(left) == t
+    xs = inputs(cohort)
+    c.masked_input(0, xs, drop=[left[0]])
+    reqs = c.server.unmask_requests()
+    assert sorted(reqs) == sorted(left)  # the three surviving members and the dropped one, nobody outside
+    assert_sum(c.unmask(requests=reqs), xs, [m for m in cohort if m != left[0]])
+
+
+def test_a_reserve_member_is_asked_when_the_first_batch_leaves_a_secret_one_share_short():
+    c = InProcessCohort(10, seed=3)  # a committee of 7, threshold 4: six asked, one in reserve
+    cohort = c.setup()
+    xs = inputs(cohort)
+    c.masked_input(0, xs)
+    reqs = c.server.unmask_requests()
+    reserve = [j for j in c.server.committee if j not in reqs]
+    assert len(reserve) == 1
+    asked = []
+    got = c.unmask(drop=list(reqs)[:3], requests=reqs, edit=lambda j, req: asked.append(j) or req)
+    assert_sum(got, xs, cohort)
+    assert reserve[0] in asked
 
 
 def test_too_few_survivors_at_masked_input_aborts():
@@ -174,6 +210,25 @@ def test_unknown_duplicate_and_wrong_stage_replies_ignored():
     assert not c.server.receive({**r1, M.STAGE: M.UNMASK})
     assert not c.server.receive({**r1, M.COHORT_ID: 9})
     assert c.server.receive(r1) and not c.server.receive(r1)  # duplicate
+
+
+def test_replies_with_malformed_keys_or_unparallel_share_lists_are_discarded():
+    c = InProcessCohort(4, seed=1)
+    reqs = c.server.advertise_requests([1, 2, 3, 4])
+    r1 = c.call(1, lambda cl: cl.advertise(reqs[1]))
+    for key in (M.C_PK, M.S_PK):  # a public key a byte short
+        assert not c.server.receive({**r1, key: bytes(r1[key])[:-1]}), key
+    assert c.server.receive(r1)
+    c = InProcessCohort(10, seed=2)
+    cohort = c.setup()
+    c.masked_input(0, inputs(cohort), drop=[4])
+    reqs = c.server.unmask_requests()
+    j = next(iter(reqs))
+    reply = c.call(j, lambda cl: cl.unmask(reqs[j]))
+    assert reply[M.B_SHARE] and reply[M.S_SHARE]
+    for key in (M.B_SHARE, M.S_SHARE):  # one list one share short, the other parallel
+        assert not c.server.receive({**reply, key: list(reply[key])[:-1]}), key
+    assert c.server.receive(reply)
 
 
 def test_tampered_share_is_rejected_named_and_the_rest_used(caplog):
@@ -374,3 +429,82 @@ def test_too_many_wrong_shares_abort(kind):
     com, t = c.server.committee, c.server.plan.threshold
     with pytest.raises(SecAggAbort, match=f"fewer than t={t} good shares"):
         c.unmask(tamper=_lying(set(com[: len(com) - t + 1]), kind))
+
+
+def test_shares_of_secrets_nobody_asked_for_are_rejected_and_the_sum_is_still_right():
+    """A member's reply that adds a b share "from" a dropped client and an s share "from" a survivor (secrets the
+    server never asked for, with no dealer digest) has both listed as rejected; the sum still opens."""
+    c = InProcessCohort(10, seed=2)
+    cohort = c.setup()
+    xs = inputs(cohort)
+    c.masked_input(0, xs, drop=[4])
+    liar, survivor = c.server.committee[0], next(m for m in cohort if m != 4)
+
+    def tamper(j, reply):
+        if j != liar:
+            return reply
+        share = bytes(reply[M.B_SHARE][0])  # a well-formed share, for the wrong secret
+        return {**reply, M.B_FROM: list(reply[M.B_FROM]) + [4], M.B_SHARE: list(reply[M.B_SHARE]) + [share],
+                M.S_FROM: list(reply[M.S_FROM]) + [survivor], M.S_SHARE: list(reply[M.S_SHARE]) + [share]}
+
+    got = c.unmask(tamper=tamper)
+    assert_sum(got, xs, [m for m in cohort if m != 4])
+    assert sorted(c.server.rejected) == sorted([(4, liar, "b"), (survivor, liar, "s")])
+
+
+def test_an_s_share_a_member_cannot_open_is_listed_and_the_sum_is_still_right():
+    """A dropped client's sealed s share that fails authentication at one member is listed by the server
+    as (dealer, member, "s"); the other members' shares still remove the dropped client's masks."""
+    c = InProcessCohort(10, seed=6)
+    cohort = c.setup()
+    xs = inputs(cohort)
+    c.masked_input(0, xs, drop=[4])
+    holder = c.server.committee[0]
+
+    def tamper(j, req):
+        if j != holder:
+            return req
+        cts = [bytes(ct) for ct in req[M.S_CT]]
+        cts[0] = cts[0][:-1] + bytes([cts[0][-1] ^ 1])
+        return {**req, M.S_CT: cts}
+
+    assert_sum(c.unmask(edit=tamper), xs, [m for m in cohort if m != 4])
+    assert c.server.rejected == [(4, holder, "s")]
+
+
+def test_a_well_formed_share_of_another_secret_is_rejected_by_its_digest():
+    """A member that swaps two survivors' (well-formed, 36-byte) b shares in its reply: each fails the
+    digest its dealer published, both are listed, and the other members' shares give the right sum."""
+    c = InProcessCohort(10, seed=2)
+    cohort = c.setup()
+    xs = inputs(cohort)
+    c.masked_input(0, xs)
+    liar = c.server.committee[0]
+    swapped = []
+
+    def tamper(j, reply):
+        if j != liar:
+            return reply
+        shares = [bytes(s) for s in reply[M.B_SHARE]]
+        shares[0], shares[1] = shares[1], shares[0]
+        swapped.extend(reply[M.B_FROM][:2])
+        return {**reply, M.B_SHARE: shares}
+
+    assert_sum(c.unmask(tamper=tamper), xs, cohort)
+    assert sorted(c.server.rejected) == sorted((u, liar, "b") for u in swapped) and len(swapped) == 2
+
+
+def test_no_reserve_member_is_asked_when_every_secret_has_exactly_t_shares():
+    """Of the t + 2 members asked, only t answer: every secret has exactly t shares, enough, so nobody from the
+    reserve is asked to reveal more."""
+    c = InProcessCohort(10, seed=3)  # a committee of 7, threshold 4
+    cohort = c.setup()
+    xs = inputs(cohort)
+    c.masked_input(0, xs)
+    reqs = c.server.unmask_requests()
+    t = c.server.plan.threshold
+    assert len(reqs) == t + 2 and c.server._reserve
+    for j in list(reqs)[:t]:
+        c.server.receive(c.call(j, lambda cl, req=reqs[j]: cl.unmask(req)))
+    assert c.server.more_unmask_requests() == {}
+    assert_sum(c.server.aggregate(), xs, cohort)

@@ -242,3 +242,24 @@ def test_an_older_b_share_opened_again_does_not_lower_the_never_both_record():
             M.B_FROM: [], M.B_GEN: [], M.B_CT: [], M.S_FROM: [u], M.S_GEN_OF: [1], M.S_CT: [bytes(48)]}
     with pytest.raises(SecAggRefusal, match="b share was revealed"):
         c.call(j, lambda cl: cl.unmask(evil))
+
+
+def test_setup_aborts_when_the_drawn_graph_leaves_a_client_too_few_neighbours(monkeypatch):
+    """A client with fewer than the required neighbours would refuse every masked input: the server stops at
+    setup (a new draw is needed) and starts no round."""
+    real = graph.adjacency
+    victim = 5
+
+    def thin(cohort, p, seed):  # the public graph with all but one of the victim's edges removed
+        g = real(cohort, p, seed)
+        keep = g[victim][:1]
+        return {u: ([v for v in nb if v in keep] if u == victim else
+                    [v for v in nb if v != victim or u in keep]) for u, nb in g.items()}
+
+    monkeypatch.setattr(graph, "adjacency", thin)
+    c = InProcessCohort(10, seed=1)
+    with pytest.raises(SecAggAbort, match="mask neighbours"):
+        c.setup()
+    assert c.server.needs_setup
+    with pytest.raises(SecAggAbort, match="needs a new setup"):
+        c.server.masked_input_requests(0)

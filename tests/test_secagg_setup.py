@@ -37,9 +37,11 @@ def test_a_client_refuses_share_keys_without_every_key_it_needs():
         c.call(member, lambda client: client.share_keys(req))
 
 
-def test_a_request_without_a_cohort_id_is_refused():
-    c = InProcessCohort(5, seed=3)
+@pytest.mark.parametrize("cohort_id", [0, 2])
+def test_a_request_without_a_cohort_id_is_refused(cohort_id):
+    c = InProcessCohort(5, seed=3, cohort_id=cohort_id)
     reqs = c.server.advertise_requests(sorted(c.states))
+    c.call(1, lambda client: client.advertise(reqs[1]))  # the client is in cohort `cohort_id`
     req = {k: v for k, v in reqs[1].items() if k != M.COHORT_ID}
     with pytest.raises(SecAggRefusal, match="unexpected 'share_keys' request for cohort None"):
         c.call(1, lambda client: client.share_keys({**req, M.STAGE: M.SHARE_KEYS}))
@@ -63,4 +65,20 @@ def test_a_client_refuses_a_masked_input_when_fewer_than_t_committee_members_are
     req = c.server.masked_input_requests(0)[i]
     req = {**req, M.MEMBERS: [v for v in req[M.MEMBERS] if v not in left_out]}
     with pytest.raises(SecAggRefusal, match=f"fewer than {t} committee members are left in the cohort"):
+        c.call(i, lambda client: client.masked_input(req, np.zeros(4)))
+
+
+def test_a_client_refuses_a_masked_input_whose_member_list_names_a_stranger():
+    """A round's member list must lie within the members of setup: a server that adds a client of its own
+    (with a key it holds) is refused, even when it sends that stranger's key."""
+    from fedrec.shared.secagg import keys
+
+    c = InProcessCohort(10, seed=3)
+    c.setup()
+    i = c.server.cohort[0]
+    req = c.server.masked_input_requests(0)[i]
+    stranger = keys.public_raw(keys.generate())
+    req = {**req, M.MEMBERS: list(req[M.MEMBERS]) + [11], M.NEIGHBOUR_IDS: list(req[M.NEIGHBOUR_IDS]) + [11],
+           M.NEIGHBOUR_S_PK: list(req[M.NEIGHBOUR_S_PK]) + [stranger]}
+    with pytest.raises(SecAggRefusal, match="member list is not within the cohort"):
         c.call(i, lambda client: client.masked_input(req, np.zeros(4)))
