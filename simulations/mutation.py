@@ -36,7 +36,7 @@ AREAS = {
             "test_scale_math.py"]),
     "federated": ("fedrec.shared.federated.*", "fedrec/shared/federated.py",
                   ["test_federated_math.py", "test_federated.py", "test_dp_federated.py", "test_resume.py",
-                   "test_curious_server.py"]),
+                   "test_curious_server.py", "test_dp_item_features.py"]),
     "federation": ("fedrec.server.federation.*", "fedrec/server/federation.py",
                    ["test_federated.py", "test_resume.py", "test_client_state.py", "test_dp_federated.py",
                     "test_secure_federated.py", "test_curious_server.py", "test_preflight.py"]),
