@@ -85,6 +85,9 @@ def main() -> None:
         except Exception as exc:  # noqa: BLE001 - Flower's own launcher then reports it per message
             print(f"fedrec superexec: warm ClientApps off, an import failed: {exc!r}", file=sys.stderr)
             return _run_flower_superexec()
+        from fedrec.shared.flower_waits import shorten_object_pull_retries
+
+        shorten_object_pull_retries()  # inherited by every forked ClientApp, which pulls its message's objects
         _original_launch = subprocess_executor.SubprocessExecutor.launch
         subprocess_executor.SubprocessExecutor.launch = _launch_forked
         signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # finished children are reaped by the kernel

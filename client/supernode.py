@@ -16,6 +16,8 @@ import sys
 import time
 import types
 
+from fedrec.shared.flower_waits import shorten_object_pull_retries
+
 IDLE_SLEEP_SECONDS = 3
 REPLY_SLEEP_SECONDS = 0.5
 
@@ -49,6 +51,7 @@ def main() -> None:
     start_client_internal.time = _patched_time(float(os.environ.get("FEDREC_POLL_SECONDS", "0.2")),
                                                float(os.environ.get("FEDREC_REPLY_POLL_SECONDS", "0.02")))
     start_client_internal.subprocess = _patched_subprocess()
+    shorten_object_pull_retries()  # pulling each message's objects from the SuperLink
     sys.argv[0] = "flower-supernode"
     flower_supernode()
 

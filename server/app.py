@@ -16,6 +16,7 @@ from fedrec.server.state import Checkpoint
 from fedrec.shared import atomic, metrics
 from fedrec.shared.config import FedrecConfig
 from fedrec.shared.data.load import load_dataset
+from fedrec.shared.flower_waits import shorten_object_pull_retries
 from fedrec.shared.runconfig import from_run_config
 
 RUN_SPEC_KEY = "fedrec-run"  # run-config key naming the JSON spec that `fedrec server` writes
@@ -30,6 +31,7 @@ def log_round(entry: dict) -> None:
 
 def run_deployment(grid: Grid, spec_path: Path) -> None:
     """The run `fedrec server` submitted: its spec names the config, catalogue, state folder and outputs."""
+    shorten_object_pull_retries()  # each reply's pull would otherwise often wait a whole second
     spec = json.loads(spec_path.read_text())
     config = FedrecConfig.model_validate(spec["config"])
     catalogue = json.loads(Path(spec["catalogue"]).read_text())
