@@ -13,6 +13,7 @@ import threading
 import time
 from pathlib import Path
 
+from fedrec.client.data import READ_AHEAD_ENV, read_ahead_spec
 from fedrec.shared import cli, locks, processes
 from fedrec.shared import protocol as keys
 from fedrec.shared.data.load import read_files
@@ -186,11 +187,12 @@ def run(args: argparse.Namespace) -> int:
     # One client per state folder: two clients sharing users' state would overwrite each other's.
     service = service_command(args, state_dir) if args.serve is not None else None
     with locks.FolderLock(state_dir, "fedrec client"):
-        return _take_part(args, command, service)
+        return _take_part(args, command, service, read_ahead_spec(config, args.data, args.test))
 
 
-def _take_part(args: argparse.Namespace, command: list[str], service: list[str] | None) -> int:
-    env = {**os.environ, "FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1", "PYTHONUNBUFFERED": "1"}
+def _take_part(args: argparse.Namespace, command: list[str], service: list[str] | None, files: str) -> int:
+    env = {**os.environ, "FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1", "PYTHONUNBUFFERED": "1",
+           READ_AHEAD_ENV: files}
     processes.handle_sigterm()
     node = processes.start(command, env=env, capture=True)
     # The recommendation service runs beside the SuperNode and serves the newest model as rounds complete.

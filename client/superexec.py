@@ -85,7 +85,14 @@ def main() -> None:
         except Exception as exc:  # noqa: BLE001 - Flower's own launcher then reports it per message
             print(f"fedrec superexec: warm ClientApps off, an import failed: {exc!r}", file=sys.stderr)
             return _run_flower_superexec()
+        from fedrec.client import data
         from fedrec.shared.flower_waits import shorten_object_pull_retries
+
+        if spec := os.environ.get(data.READ_AHEAD_ENV):
+            try:
+                data.read_ahead(spec)
+            except Exception as exc:  # noqa: BLE001 - each ClientApp then reads the files and reports the problem
+                print(f"fedrec superexec: the data files were not read ahead ({exc})", file=sys.stderr)
 
         shorten_object_pull_retries()  # inherited by every forked ClientApp, which pulls its message's objects
         _original_launch = subprocess_executor.SubprocessExecutor.launch
