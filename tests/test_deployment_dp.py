@@ -83,11 +83,14 @@ def deployment(dp_root, tmp_path):
 
 
 def test_dp_run_of_two_rounds_states_spends_and_noises_its_budget(deployment, dp_root, tmp_path):
-    server = deployment.server(*SETTINGS)
+    # The SuperLink keeps its state in memory here (the other deployment tests use the default file, which
+    # restarts need): the same run, and no database is written.
+    server = deployment.server(*SETTINGS, "--superlink-db", "memory")
     deployment.wait_for("waiting for clients", timeout=60)
     for k in range(3):
         deployment.client(k)
     assert server.wait(timeout=RUN_TIMEOUT) == 0, deployment.log("server")[-3000:]
+    assert not (tmp_path / "state/superlink.db").exists()
     result = json.loads((tmp_path / "result.json").read_text())
 
     # The first line says what protects the clients, with the accountant's figures.
