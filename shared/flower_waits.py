@@ -10,7 +10,7 @@ was most of a deployment round. Here the first retry comes after 10 ms and the w
 the number of tries grows so that the total patience stays Flower's (about 500 tries of up to 10 s).
 FEDREC_PULL_RETRY=flower keeps Flower's own waits (for side-by-side benchmarks: simulations/bench_deployment.py).
 
-This is the one module in `shared/` that touches Flower; it imports it only when called.
+Besides `shared/secagg/records.py`, the one module in `shared/` that touches Flower; it imports it only when called.
 """
 
 from __future__ import annotations
